@@ -1,0 +1,50 @@
+# Every target creates/uses .venv and installs what it needs, so each works on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+DATA ?= $(or $(DIGITS_MNIST_DATA),$(wildcard ../shared/data/mnist))
+
+.PHONY: serve train test lint format clean help
+
+help:
+	@echo "make serve   start the service on the committed model (serve extra only)"
+	@echo "make test    run the test suite"
+	@echo "make lint    ruff check, ruff format --check, mypy"
+	@echo "make train   retrain into models/ (DIGITS_MNIST_DATA=folder, else the Keras download)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Stamp files: reinstall only when pyproject.toml changes.
+$(VENV)/.serve: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e ".[serve]"
+	@touch $@
+
+$(VENV)/.all: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e ".[serve,train,dev]"
+	@touch $@ $(VENV)/.serve
+
+serve: $(VENV)/.serve
+	$(BIN)/python -m service
+
+train: $(VENV)/.all
+	$(BIN)/python -m trainer $(if $(DATA),--data $(DATA)) $(TRAIN_ARGS)
+
+# pytest exits 5 when it collected no test: that is a failure here, not a pass.
+test: $(VENV)/.all
+	$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$status
+
+lint: $(VENV)/.all
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(VENV)/.all
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -1,0 +1,180 @@
+"""The model card (`model.json`): the contract between the trainer and the service.
+
+The trainer writes it, the service verifies against it. It lives in `service/`
+because the runtime owns the contract; the trainer imports it, never the reverse.
+Nothing here may import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MODEL_CARD_FILENAME = "model.json"
+SCHEMA_VERSION = 1
+
+TensorDType = Literal["float32", "float16", "int8", "uint8"]
+Quantization = Literal["none", "float16", "dynamic_range", "full_int8"]
+ArtifactFormat = Literal["keras_h5", "tflite"]
+
+
+class _Strict(BaseModel):
+    # Unknown keys in a card are a sign of a different trainer version; refuse them
+    # instead of silently ignoring a field the service should have honoured.
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+class QuantizationParams(_Strict):
+    """Affine quantization of a tensor: real = scale * (q - zero_point)."""
+
+    scale: float = Field(gt=0)
+    zero_point: int
+
+
+class TensorSpec(_Strict):
+    """A tensor as the interpreter sees it (batch dimension excluded)."""
+
+    shape: list[int] = Field(min_length=1)
+    dtype: TensorDType
+    quantization: QuantizationParams | None = None
+
+
+class InputContract(_Strict):
+    """What every artifact expects before its own dtype conversion.
+
+    The service normalizes any upload into exactly this: a 28×28 single-channel
+    image, white digit on black, centred by centre of mass in a 20×20 box, pixel
+    values scaled to [0, 1] by dividing 8-bit intensities by 255.
+    """
+
+    height: int = 28
+    width: int = 28
+    channels: int = 1
+    scaling: Literal["divide_by_255"] = "divide_by_255"
+    value_range: tuple[float, float] = (0.0, 1.0)
+    foreground: Literal["white_on_black"] = "white_on_black"
+    layout: Literal["NHWC"] = "NHWC"
+
+
+class LatencyMeasurement(_Strict):
+    """Speed of one artifact in the LiteRT interpreter, measured by the trainer."""
+
+    single_image_us: float = Field(description="median invoke time for one image, microseconds")
+    batch256_images_per_s: float = Field(description="images per second at batch 256")
+    num_threads: int = 1
+    machine: str = Field(description="CPU the figures were measured on")
+
+
+class Artifact(_Strict):
+    """One exported file and how it performs."""
+
+    file: str = Field(description="file name, relative to the card's folder")
+    format: ArtifactFormat
+    quantization: Quantization
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int = Field(ge=0)
+    input: TensorSpec | None = None
+    output: TensorSpec | None = None
+    test_accuracy: float | None = Field(
+        default=None, description="accuracy on the full test split (LiteRT for .tflite)"
+    )
+    accuracy_delta_pp: float | None = Field(
+        default=None, description="test accuracy minus the float Keras model's, in percentage points"
+    )
+    latency: LatencyMeasurement | None = None
+
+
+class ClassReport(_Strict):
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class Metrics(_Strict):
+    keras_test_accuracy: float
+    keras_test_loss: float
+    per_class: dict[str, ClassReport]
+    confusion_matrix: list[list[int]] = Field(description="rows: true label, columns: predicted")
+
+
+class DataProvenance(_Strict):
+    source: str = Field(description="where the data came from: a folder, a file or the Keras download")
+    description: str
+    train_count: int
+    validation_count: int
+    test_count: int
+
+
+class TrainingConfig(_Strict):
+    architecture: str
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+    augmentation: bool
+    validation_fraction: float
+    parameters: int
+    duration_s: float
+    tensorflow_version: str
+    keras_version: str
+
+
+class ModelCard(_Strict):
+    """Everything the service needs to verify and describe a trained model."""
+
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    version: str
+    created_at: datetime
+    labels: list[str] = Field(min_length=2)
+    input: InputContract = InputContract()
+    artifacts: dict[str, Artifact]
+    serving_default: str = Field(description="key in `artifacts` that the service loads by default")
+    serving_default_reason: str
+    training: TrainingConfig
+    data: DataProvenance
+    metrics: Metrics
+
+    @model_validator(mode="after")
+    def _serving_default_is_a_tflite_artifact(self) -> ModelCard:
+        artifact = self.artifacts.get(self.serving_default)
+        if artifact is None:
+            raise ValueError(f"serving_default {self.serving_default!r} is not among the artifacts")
+        if artifact.format != "tflite":
+            raise ValueError(f"serving_default {self.serving_default!r} is not a .tflite artifact")
+        return self
+
+    def artifact_for_file(self, file_name: str) -> Artifact | None:
+        """The artifact whose file is `file_name`, if the card lists it."""
+        for artifact in self.artifacts.values():
+            if artifact.file == file_name:
+                return artifact
+        return None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2) + "\n"
+
+    @classmethod
+    def load(cls, path: Path) -> ModelCard:
+        """Read and validate a card; raises `ValueError` naming the file when it is not one."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ValueError(f"cannot read model card {path}: {error.strerror}") from error
+        try:
+            return cls.model_validate_json(text)
+        except ValueError as error:
+            raise ValueError(f"{path} is not a valid model card: {error}") from error
+
+
+def sha256_of_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
