@@ -115,6 +115,7 @@ class TrainingConfig(_Strict):
     epochs: int
     batch_size: int
     learning_rate: float
+    label_smoothing: float = 0.0
     seed: int
     augmentation: bool
     validation_fraction: float

@@ -135,6 +135,7 @@ def build_card(
             epochs=options.epochs,
             batch_size=options.batch_size,
             learning_rate=options.learning_rate,
+            label_smoothing=options.label_smoothing,
             seed=options.seed,
             augmentation=options.augment,
             validation_fraction=options.validation_fraction,

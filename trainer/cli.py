@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="default: %(default)s")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
                         help="initial Adam learning rate, cosine-decayed to 0 (default: %(default)s)")
+    parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing,
+                        help="default: %(default)s")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="default: %(default)s")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=defaults.augment,
                         help="random shifts, rotations and zooms while training (default: on)")
@@ -59,6 +61,7 @@ def options_from_args(args: argparse.Namespace) -> TrainingOptions:
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
+        "label_smoothing": args.label_smoothing,
         "seed": args.seed,
         "augment": args.augment,
         "validation_fraction": args.validation_fraction,
