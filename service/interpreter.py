@@ -15,7 +15,11 @@ from ai_edge_litert.interpreter import Interpreter
 
 from service.model_card import QuantizationParams, TensorSpec
 
-_DTYPE_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.int8): "int8", np.dtype(np.uint8): "uint8"}
+_DTYPE_NAMES = {
+    np.dtype(np.float32): "float32",
+    np.dtype(np.int8): "int8",
+    np.dtype(np.uint8): "uint8",
+}
 
 
 def _tensor_spec(detail: dict[str, Any]) -> TensorSpec:
@@ -26,7 +30,7 @@ def _tensor_spec(detail: dict[str, Any]) -> TensorSpec:
     quantization = QuantizationParams(scale=scale, zero_point=zero_point) if scale else None
     return TensorSpec(
         shape=[int(size) for size in detail["shape"][1:]],
-        dtype=_DTYPE_NAMES[dtype],  # type: ignore[arg-type]
+        dtype=_DTYPE_NAMES[dtype],
         quantization=quantization,
     )
 
@@ -75,7 +79,9 @@ class LiteRTModel:
         # int8 outputs are coarse (steps of 1/256); renormalize so they still sum to 1.
         probabilities = np.clip(probabilities, 0.0, None)
         totals = probabilities.sum(axis=1, keepdims=True)
-        return np.divide(probabilities, totals, out=np.full_like(probabilities, 0.1), where=totals > 0)
+        return np.divide(
+            probabilities, totals, out=np.full_like(probabilities, 0.1), where=totals > 0
+        )
 
     def run(self, images: np.ndarray) -> np.ndarray:
         """One interpreter call for the whole batch."""
@@ -89,5 +95,8 @@ class LiteRTModel:
     def predict(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Probabilities for any number of images, `batch_size` at a time."""
         return np.concatenate(
-            [self.run(images[start : start + batch_size]) for start in range(0, len(images), batch_size)]
+            [
+                self.run(images[start : start + batch_size])
+                for start in range(0, len(images), batch_size)
+            ]
         )

@@ -83,7 +83,8 @@ class Artifact(_Strict):
         default=None, description="accuracy on the full test split (LiteRT for .tflite)"
     )
     accuracy_delta_pp: float | None = Field(
-        default=None, description="test accuracy minus the float Keras model's, in percentage points"
+        default=None,
+        description="test accuracy minus the float Keras model's, in percentage points",
     )
     latency: LatencyMeasurement | None = None
 
@@ -103,7 +104,9 @@ class Metrics(_Strict):
 
 
 class DataProvenance(_Strict):
-    source: str = Field(description="where the data came from: a folder, a file or the Keras download")
+    source: str = Field(
+        description="where the data came from: a folder, a file or the Keras download"
+    )
     description: str
     train_count: int
     validation_count: int

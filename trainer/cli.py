@@ -26,29 +26,64 @@ def build_parser() -> argparse.ArgumentParser:
         help="a folder with the four MNIST IDX files (gzipped or not) or a Keras mnist.npz; "
         f"default ${DATA_ENV_VAR}, else the Keras download (needs internet)",
     )
-    parser.add_argument("--out", type=Path, default=defaults.out, help="output folder (default: %(default)s)")
-    parser.add_argument("--architecture", choices=sorted(ARCHITECTURES), default=defaults.architecture,
-                        help="network: digits_cnn (default) or the seed's seed_cnn")
+    parser.add_argument(
+        "--out", type=Path, default=defaults.out, help="output folder (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--architecture",
+        choices=sorted(ARCHITECTURES),
+        default=defaults.architecture,
+        help="network: digits_cnn (default) or the seed's seed_cnn",
+    )
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="default: %(default)s")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="default: %(default)s")
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
-                        help="initial Adam learning rate, cosine-decayed to 0 (default: %(default)s)")
-    parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing,
-                        help="default: %(default)s")
+    parser.add_argument(
+        "--batch-size", type=int, default=defaults.batch_size, help="default: %(default)s"
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=defaults.learning_rate,
+        help="initial Adam learning rate, cosine-decayed to 0 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=defaults.label_smoothing,
+        help="default: %(default)s",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="default: %(default)s")
-    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=defaults.augment,
-                        help="random shifts, rotations and zooms while training (default: on)")
-    parser.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction,
-                        help="share of the training data held out for validation (default: %(default)s)")
-    parser.add_argument("--float-variants", action="store_true",
-                        help="also export float32 and float16 .tflite files")
-    parser.add_argument("--max-quantization-drop", type=float, default=defaults.max_quantization_drop_pp,
-                        metavar="PP", help="fail if a quantized model's test accuracy is more than PP "
-                        "percentage points below the float model's (default: %(default)s)")
+    parser.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.augment,
+        help="random shifts, rotations and zooms while training (default: on)",
+    )
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=defaults.validation_fraction,
+        help="share of the training data held out for validation (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--float-variants",
+        action="store_true",
+        help="also export float32 and float16 .tflite files",
+    )
+    parser.add_argument(
+        "--max-quantization-drop",
+        type=float,
+        default=defaults.max_quantization_drop_pp,
+        metavar="PP",
+        help="fail if a quantized model's test accuracy is more than PP "
+        "percentage points below the float model's (default: %(default)s)",
+    )
     parser.add_argument("--train-limit", type=int, help="use only the first N training images")
     parser.add_argument("--test-limit", type=int, help="evaluate on only the first N test images")
-    parser.add_argument("--quick", action="store_true",
-                        help="demo preset: 2 epochs on 3,000 images, no augmentation")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="demo preset: 2 epochs on 3,000 images, no augmentation",
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     return parser
 
@@ -80,7 +115,9 @@ def options_from_args(args: argparse.Namespace) -> TrainingOptions:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     try:
         card = run_training(options_from_args(args))
     except (ValueError, QualityGateError) as error:
@@ -88,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     served = card.artifacts[card.serving_default]
     print(
-        f"wrote {args.out}: serving default {served.file}, test accuracy {served.test_accuracy:.4f} "
+        f"wrote {args.out}: serving default {served.file}, "
+        f"test accuracy {served.test_accuracy:.4f} "
         f"(Keras {card.metrics.keras_test_accuracy:.4f})"
     )
     return 0

@@ -20,6 +20,7 @@ import numpy as np
 DATA_ENV_VAR = "DIGITS_MNIST_DATA"
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
+FULL_TRAIN_COUNT = 60_000
 
 IDX_IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
 IDX_LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
@@ -66,7 +67,8 @@ def read_idx_images(path: Path) -> np.ndarray:
     magic, count, rows, cols = struct.unpack(">IIII", data[:16])
     if magic != IDX_IMAGES_MAGIC:
         raise ValueError(
-            f"{path}: magic number {magic:#010x} is not an IDX image file ({IDX_IMAGES_MAGIC:#010x})"
+            f"{path}: magic number {magic:#010x} is not an IDX image file "
+            f"({IDX_IMAGES_MAGIC:#010x})"
         )
     if (rows, cols) != (IMAGE_SIZE, IMAGE_SIZE):
         raise ValueError(f"{path}: images are {rows}x{cols}, expected {IMAGE_SIZE}x{IMAGE_SIZE}")
@@ -87,7 +89,8 @@ def read_idx_labels(path: Path) -> np.ndarray:
     magic, count = struct.unpack(">II", data[:8])
     if magic != IDX_LABELS_MAGIC:
         raise ValueError(
-            f"{path}: magic number {magic:#010x} is not an IDX label file ({IDX_LABELS_MAGIC:#010x})"
+            f"{path}: magic number {magic:#010x} is not an IDX label file "
+            f"({IDX_LABELS_MAGIC:#010x})"
         )
     if len(data) != 8 + count:
         raise ValueError(
@@ -142,7 +145,22 @@ def load_idx_folder(folder: Path) -> MnistData:
         test_images=arrays["test_images"],
         test_labels=arrays["test_labels"],
         source=str(folder),
-        description=f"MNIST IDX files from {folder}",
+        description=_describe(
+            arrays["train_labels"], arrays["test_labels"], f"IDX files in {folder}"
+        ),
+    )
+
+
+def _describe(train_labels: np.ndarray, test_labels: np.ndarray, origin: str) -> str:
+    # Accuracy figures must say when they come from less than the full training set.
+    subset = (
+        f" (a subset of the official {FULL_TRAIN_COUNT:,})"
+        if len(train_labels) < FULL_TRAIN_COUNT
+        else ""
+    )
+    return (
+        f"MNIST {origin}: {len(train_labels):,} training images{subset}, "
+        f"{len(test_labels):,} test images"
     )
 
 
@@ -168,18 +186,22 @@ def load_npz(path: Path) -> MnistData:
     for key in ("y_train", "y_test"):
         array = arrays[key]
         if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
-            raise ValueError(f"{path}: {key} must be a 1-D integer array, got {array.dtype} {array.shape}")
+            raise ValueError(
+                f"{path}: {key} must be a 1-D integer array, got {array.dtype} {array.shape}"
+            )
         if array.size and (int(array.min()) < 0 or int(array.max()) >= NUM_CLASSES):
             raise ValueError(f"{path}: {key} has labels outside 0-{NUM_CLASSES - 1}")
     for split in ("train", "test"):
-        _paired(arrays[f"x_{split}"], arrays[f"y_{split}"], f"{path}:x_{split}", f"{path}:y_{split}")
+        _paired(
+            arrays[f"x_{split}"], arrays[f"y_{split}"], f"{path}:x_{split}", f"{path}:y_{split}"
+        )
     return MnistData(
         train_images=arrays["x_train"],
         train_labels=arrays["y_train"].astype(np.uint8),
         test_images=arrays["x_test"],
         test_labels=arrays["y_test"].astype(np.uint8),
         source=str(path),
-        description=f"MNIST from the Keras-format archive {path}",
+        description=_describe(arrays["y_train"], arrays["y_test"], f"Keras-format archive {path}"),
     )
 
 

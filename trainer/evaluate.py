@@ -24,7 +24,9 @@ def per_class_report(matrix: np.ndarray) -> dict[str, ClassReport]:
     support = matrix.sum(axis=1)
     report: dict[str, ClassReport] = {}
     for digit in range(NUM_CLASSES):
-        precision = true_positives[digit] / predicted_counts[digit] if predicted_counts[digit] else 0.0
+        precision = (
+            true_positives[digit] / predicted_counts[digit] if predicted_counts[digit] else 0.0
+        )
         recall = true_positives[digit] / support[digit] if support[digit] else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         report[str(digit)] = ClassReport(
@@ -49,5 +51,8 @@ def format_report(report: dict[str, ClassReport], accuracy: float) -> str:
 
 def format_confusion_matrix(matrix: np.ndarray) -> str:
     header = "true\\pred " + " ".join(f"{digit:>5}" for digit in range(NUM_CLASSES))
-    rows = [f"{digit:>9} " + " ".join(f"{count:>5}" for count in matrix[digit]) for digit in range(NUM_CLASSES)]
+    rows = [
+        f"{digit:>9} " + " ".join(f"{count:>5}" for count in matrix[digit])
+        for digit in range(NUM_CLASSES)
+    ]
     return "\n".join([header, *rows])

@@ -49,8 +49,12 @@ def save_h5(classifier: keras.Model, path: Path) -> None:
         classifier.save(path)
 
 
-def _representative_dataset(images: np.ndarray, count: int, seed: int) -> Iterator[list[np.ndarray]]:
-    chosen = np.random.default_rng(seed).choice(len(images), size=min(count, len(images)), replace=False)
+def _representative_dataset(
+    images: np.ndarray, count: int, seed: int
+) -> Iterator[list[np.ndarray]]:
+    chosen = np.random.default_rng(seed).choice(
+        len(images), size=min(count, len(images)), replace=False
+    )
     for index in chosen:
         yield [images[index : index + 1]]
 

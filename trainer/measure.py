@@ -38,7 +38,9 @@ def _median_seconds(model: LiteRTModel, batch: np.ndarray, repeats: int) -> floa
     return float(np.median(timings))
 
 
-def measure_latency(model_content: bytes, images: np.ndarray, repeats: int = 300) -> LatencyMeasurement:
+def measure_latency(
+    model_content: bytes, images: np.ndarray, repeats: int = 300
+) -> LatencyMeasurement:
     """Median single-image time and batch-256 throughput on one interpreter thread.
 
     Each batch size gets its own interpreter so neither pays for re-allocation.

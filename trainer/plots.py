@@ -8,8 +8,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: CI and containers have no display
 
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 CURVES_FILENAME = "training_curves.png"
 CONFUSION_FILENAME = "confusion_matrix.png"
@@ -19,7 +19,10 @@ def plot_training_curves(history: dict[str, list[float]], path: Path) -> None:
     """Accuracy and loss per epoch, training against validation."""
     epochs = range(1, len(history["loss"]) + 1)
     figure, (accuracy_axis, loss_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for axis, metric, title in ((accuracy_axis, "accuracy", "Accuracy"), (loss_axis, "loss", "Loss")):
+    for axis, metric, title in (
+        (accuracy_axis, "accuracy", "Accuracy"),
+        (loss_axis, "loss", "Loss"),
+    ):
         axis.plot(epochs, history[metric], marker="o", markersize=3, label="training")
         axis.plot(epochs, history[f"val_{metric}"], marker="o", markersize=3, label="validation")
         axis.set_title(title)
@@ -46,7 +49,9 @@ def plot_confusion_matrix(matrix: np.ndarray, accuracy: float, path: Path) -> No
             count = int(matrix[row, column])
             if count:
                 color = "white" if count > threshold else "black"
-                axis.text(column, row, str(count), ha="center", va="center", fontsize=8, color=color)
+                axis.text(
+                    column, row, str(count), ha="center", va="center", fontsize=8, color=color
+                )
     axis.set_xticks(range(matrix.shape[1]))
     axis.set_yticks(range(matrix.shape[0]))
     axis.set_xlabel("predicted digit")

@@ -64,7 +64,9 @@ class TrainingOptions:
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 < self.validation_fraction < 0.5:
-            raise ValueError(f"validation fraction must be in (0, 0.5), got {self.validation_fraction}")
+            raise ValueError(
+                f"validation fraction must be in (0, 0.5), got {self.validation_fraction}"
+            )
         for name in ("train_limit", "test_limit"):
             limit = getattr(self, name)
             if limit is not None and limit < 10:
@@ -109,10 +111,20 @@ def run_training(options: TrainingOptions) -> ModelCard:
 
     from trainer import export
     from trainer.card import build_card, choose_serving_default
-    from trainer.evaluate import confusion_matrix, format_confusion_matrix, format_report, per_class_report
+    from trainer.evaluate import (
+        confusion_matrix,
+        format_confusion_matrix,
+        format_report,
+        per_class_report,
+    )
     from trainer.measure import measure_latency, tflite_accuracy
     from trainer.model import build_classifier, build_training_model
-    from trainer.plots import CONFUSION_FILENAME, CURVES_FILENAME, plot_confusion_matrix, plot_training_curves
+    from trainer.plots import (
+        CONFUSION_FILENAME,
+        CURVES_FILENAME,
+        plot_confusion_matrix,
+        plot_training_curves,
+    )
 
     started = time.perf_counter()
     keras.utils.set_random_seed(options.seed)
@@ -127,7 +139,10 @@ def run_training(options: TrainingOptions) -> ModelCard:
         x_test = as_model_input(data.test_images)
         log.info(
             "data: %s; %d training, %d validation, %d test images",
-            data.description, len(x_train), len(x_validation), len(x_test),
+            data.description,
+            len(x_train),
+            len(x_validation),
+            len(x_test),
         )
 
     with phase("build model"):
@@ -155,7 +170,9 @@ def run_training(options: TrainingOptions) -> ModelCard:
             validation_data=(x_validation, y_validation),
             verbose=options.verbose,
         )
-        history = {key: [float(value) for value in values] for key, values in fit_result.history.items()}
+        history = {
+            key: [float(value) for value in values] for key, values in fit_result.history.items()
+        }
     training_seconds = time.perf_counter() - started
 
     with phase("evaluate on the test split"):
@@ -197,19 +214,25 @@ def run_training(options: TrainingOptions) -> ModelCard:
                 log.info(
                     "%-8s accuracy %.4f (%+.2f pp vs Keras), %d bytes, %.1f µs/image single, "
                     "%.0f images/s at batch 256",
-                    variant.key, accuracy, (accuracy - test_accuracy) * 100, len(content),
-                    latency.single_image_us, latency.batch256_images_per_s,
+                    variant.key,
+                    accuracy,
+                    (accuracy - test_accuracy) * 100,
+                    len(content),
+                    latency.single_image_us,
+                    latency.batch256_images_per_s,
                 )
         failures = [
             f"{variant.key}: {(measurements[variant.key][2] - test_accuracy) * 100:+.2f} pp"
             for variant in export.QUANTIZED_VARIANTS
-            if (test_accuracy - measurements[variant.key][2]) * 100 > options.max_quantization_drop_pp
+            if (test_accuracy - measurements[variant.key][2]) * 100
+            > options.max_quantization_drop_pp
         ]
         if failures:
             raise QualityGateError(
                 "quantized accuracy fell more than "
                 f"{options.max_quantization_drop_pp} pp below the float model "
-                f"({test_accuracy:.4f}): {', '.join(failures)}; nothing was written to {options.out}"
+                f"({test_accuracy:.4f}): {', '.join(failures)}; "
+                f"nothing was written to {options.out}"
             )
 
         with phase("plots, history and model card"):
@@ -245,6 +268,8 @@ def run_training(options: TrainingOptions) -> ModelCard:
         shutil.rmtree(staging, ignore_errors=True)
     log.info(
         "serving default: %s (%s); total %.1f s",
-        card.serving_default, card.serving_default_reason, time.perf_counter() - started,
+        card.serving_default,
+        card.serving_default_reason,
+        time.perf_counter() - started,
     )
     return card

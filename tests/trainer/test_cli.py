@@ -21,10 +21,15 @@ def test_quick_preset_and_overrides() -> None:
 
 
 def test_seed_architecture_is_available() -> None:
-    assert options_from_args(build_parser().parse_args(["--architecture", "seed_cnn"])).architecture == "seed_cnn"
+    assert (
+        options_from_args(build_parser().parse_args(["--architecture", "seed_cnn"])).architecture
+        == "seed_cnn"
+    )
 
 
-def test_bad_data_path_exits_nonzero_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_data_path_exits_nonzero_with_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     status = main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out"), "--quiet"])
     assert status == 2
     assert "no such file or folder" in capsys.readouterr().err
@@ -33,7 +38,11 @@ def test_bad_data_path_exits_nonzero_with_a_message(tmp_path: Path, capsys: pyte
 
 def test_module_help_runs() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "trainer", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "trainer", "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0
     assert "--data" in result.stdout and "--quick" in result.stdout

@@ -10,7 +10,14 @@ import pytest
 
 from tests.trainer.idx_files import idx_images_bytes, idx_labels_bytes, write, write_mnist_folder
 from trainer import data as data_module
-from trainer.data import load_idx_folder, load_mnist, load_npz, read_idx_images, read_idx_labels, split_validation
+from trainer.data import (
+    load_idx_folder,
+    load_mnist,
+    load_npz,
+    read_idx_images,
+    read_idx_labels,
+    split_validation,
+)
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, size=(12, 28, 28), dtype=np.uint8)
@@ -29,7 +36,9 @@ def test_idx_folder_round_trips(tmp_path: Path, gzipped: bool) -> None:
 
 def test_npz_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "mnist.npz"
-    np.savez(path, x_train=IMAGES, y_train=LABELS.astype(np.int64), x_test=IMAGES[:3], y_test=LABELS[:3])
+    np.savez(
+        path, x_train=IMAGES, y_train=LABELS.astype(np.int64), x_test=IMAGES[:3], y_test=LABELS[:3]
+    )
     loaded = load_mnist(path)
     np.testing.assert_array_equal(loaded.train_images, IMAGES)
     assert loaded.train_labels.dtype == np.uint8
@@ -89,7 +98,7 @@ def test_truncated_gzip_is_named(tmp_path: Path) -> None:
 
 def test_image_and_label_counts_must_match(tmp_path: Path) -> None:
     write_mnist_folder(tmp_path, (IMAGES, LABELS[:-1]), (IMAGES, LABELS))
-    with pytest.raises(ValueError, match="has 12 images but .* has 11 labels"):
+    with pytest.raises(ValueError, match=r"has 12 images but .* has 11 labels"):
         load_idx_folder(tmp_path)
 
 
@@ -105,7 +114,12 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
     [
         ({"x_train": IMAGES, "y_train": LABELS, "x_test": IMAGES}, "missing array 'y_test'"),
         (
-            {"x_train": IMAGES.astype(np.float32), "y_train": LABELS, "x_test": IMAGES, "y_test": LABELS},
+            {
+                "x_train": IMAGES.astype(np.float32),
+                "y_train": LABELS,
+                "x_test": IMAGES,
+                "y_test": LABELS,
+            },
             "x_train has dtype float32",
         ),
         (
@@ -118,11 +132,13 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
         ),
         (
             {"x_train": IMAGES, "y_train": LABELS[:4], "x_test": IMAGES, "y_test": LABELS},
-            "has 12 images but .* has 4 labels",
+            r"has 12 images but .* has 4 labels",
         ),
     ],
 )
-def test_malformed_npz_is_named(tmp_path: Path, arrays: dict[str, np.ndarray], message: str) -> None:
+def test_malformed_npz_is_named(
+    tmp_path: Path, arrays: dict[str, np.ndarray], message: str
+) -> None:
     path = tmp_path / "mnist.npz"
     np.savez(path, **arrays)
     with pytest.raises(ValueError, match=message) as error:
@@ -133,7 +149,7 @@ def test_malformed_npz_is_named(tmp_path: Path, arrays: dict[str, np.ndarray], m
 def test_not_an_npz_is_named(tmp_path: Path) -> None:
     path = tmp_path / "mnist.npz"
     path.write_bytes(b"definitely not a zip archive")
-    with pytest.raises(ValueError, match="not a readable .npz"):
+    with pytest.raises(ValueError, match=r"not a readable \.npz"):
         load_npz(path)
 
 
@@ -142,7 +158,9 @@ def test_missing_path_is_named(tmp_path: Path) -> None:
         load_mnist(tmp_path / "nowhere")
 
 
-def test_environment_variable_sets_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_variable_sets_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_mnist_folder(tmp_path, (IMAGES, LABELS), (IMAGES[:4], LABELS[:4]))
     monkeypatch.setenv(data_module.DATA_ENV_VAR, str(tmp_path))
     assert len(load_mnist().test_labels) == 4
@@ -153,7 +171,9 @@ def test_failed_download_names_the_data_option(monkeypatch: pytest.MonkeyPatch) 
     import keras
 
     def offline() -> None:
-        raise Exception("URL fetch failure on https://storage.googleapis.com/...: Name or service not known")
+        raise Exception(
+            "URL fetch failure on https://storage.googleapis.com/...: Name or service not known"
+        )
 
     monkeypatch.delenv(data_module.DATA_ENV_VAR, raising=False)
     monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)

@@ -83,7 +83,10 @@ def test_exported_tflite_classifies_held_out_digits(
     """Loaded straight into ai_edge_litert, not through our wrapper: the file stands alone."""
     out, card = trained
     data = load_idx_folder(mnist_folder)
-    images, labels = data.test_images[-500:], data.test_labels[-500:]  # not in the card's test_limit
+    images, labels = (
+        data.test_images[-500:],
+        data.test_labels[-500:],
+    )  # not in the card's test_limit
     interpreter = Interpreter(model_path=str(out / "mnist_cnn_dynamic.tflite"))
     input_index = interpreter.get_input_details()[0]["index"]
     interpreter.resize_tensor_input(input_index, [len(images), 28, 28, 1])
