@@ -5,13 +5,15 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 DATA ?= $(or $(DIGITS_MNIST_DATA),$(wildcard ../shared/data/mnist))
 
-.PHONY: serve train test lint format clean help
+.PHONY: serve train test lint format clean help openapi bench
 
 help:
 	@echo "make serve   start the service on the committed model (serve extra only)"
 	@echo "make test    run the test suite"
 	@echo "make lint    ruff check, ruff format --check, mypy"
+	@echo "make bench   benchmarks vs the floor, the seed's way and BentoML (BENCH_ARGS=--quick)"
 	@echo "make train   retrain into models/ (DIGITS_MNIST_DATA=folder, else the Keras download)"
+	@echo "make openapi regenerate openapi.json and openapi.md from the app"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,10 +39,19 @@ test: $(VENV)/.all
 	$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$status
 
+# Scripts, not tests: writes bench/results/latest.{md,png,json}. Under 10 minutes
+# (the first run also creates bench/.venv-bentoml for the BentoML peer).
+bench: $(VENV)/.all
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 lint: $(VENV)/.all
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# openapi.json and openapi.md are generated from the app; a test fails when they drift.
+openapi: $(VENV)/.all
+	$(BIN)/python -m service.openapi_doc
 
 format: $(VENV)/.all
 	$(BIN)/ruff check --fix .

@@ -1,0 +1,1 @@
+"""Benchmarks of the serving stack against its floor, the seed's way and a peer (`make bench`)."""

@@ -1,0 +1,210 @@
+"""Turn a results dict (bench/run.py) into latest.md (tables, targets) and latest.png."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def write_report(results: dict[str, Any], out: Path) -> str:
+    markdown = render_markdown(results)
+    (out / "latest.md").write_text(markdown)
+    plot(results, out / "latest.png")
+    return markdown
+
+
+def _fmt(value: object, digits: int = 1) -> str:
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "–" if value is None else str(value)
+
+
+def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    """(what, measured, target, met) for the headline goals that this run measured."""
+    http = results.get("http", {})
+    ours = http.get("digits")
+    if not ours:
+        return []
+    served = results["served_model"]
+    floor256 = results["floor"][served]["256"]["images_per_s"]
+    rows: list[tuple[str, str, str, bool | None]] = []
+    c1 = ours["single"]["1"]["p50_ms"]
+    rows.append(("HTTP single image p50 at c=1", f"{c1:.2f} ms", "≤ 1.0 ms", c1 <= 1.0))
+    batch256 = ours["batch"].get("256", {}).get("images_per_s")
+    if batch256:
+        share = batch256 / floor256
+        rows.append(("HTTP batch 256 vs floor", f"{share:.0%}", "≥ 60 %", share >= 0.6))
+    c64 = ours["single"]["64"]
+    rows.append(
+        (
+            "c=64 throughput, zero errors",
+            f"{c64['throughput']:,.0f} req/s, {c64['errors']} errors",
+            "≥ 2,500 req/s",
+            c64["throughput"] >= 2500 and c64["errors"] == 0,
+        )
+    )
+    rows.append(
+        (
+            "ready after start",
+            f"{ours['ready_seconds']:.2f} s",
+            "≤ 1.0 s",
+            ours["ready_seconds"] <= 1.0,
+        )
+    )
+    per_process = ours["rss_idle_mb"] / max(1, ours["processes"])
+    rows.append(("RSS idle per process", f"{per_process:.0f} MB", "≤ 100 MB", per_process <= 100))
+    if "seed" in http:
+        ratio = c64["throughput"] / max(http["seed"]["single"]["64"]["throughput"], 1e-9)
+        rows.append(("c=64 throughput vs the seed's way", f"{ratio:,.0f}×", "≥ 200×", ratio >= 200))
+    if "bentoml" in http:
+        peer = http["bentoml"]["single"]
+        ratio = c64["throughput"] / max(peer["64"]["throughput"], 1e-9)
+        rows.append(("c=64 throughput vs BentoML", f"{ratio:.1f}×", "≥ 2×", ratio >= 2))
+        rows.append(
+            (
+                "c=1 p50 vs BentoML",
+                f"{c1:.2f} vs {peer['1']['p50_ms']:.2f} ms",
+                "lower",
+                c1 < peer["1"]["p50_ms"],
+            )
+        )
+    return rows
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    lines = [
+        f"Run {machine['date']} on {machine['cores']} × {machine['cpu']}, Python "
+        f"{machine['python']}; load average at start {machine['load_average_at_start']}; "
+        f"{results.get('seconds', '?')} s in all{' (--quick)' if results.get('quick') else ''}. "
+        f"Load generator: {machine['load_generator']}, on the same cores. "
+        f"Served model: `{results['served_model']}`.",
+        "",
+    ]
+    rows = targets(results)
+    if rows:
+        lines += ["| goal | measured | target | met |", "|---|---|---|---|"]
+        for what, measured, target, met in rows:
+            lines.append(f"| {what} | {measured} | {target} | {'yes' if met else '**no**'} |")
+        lines.append("")
+
+    lines += ["**Floor** (bare LiteRT interpreter, 1 thread)", ""]
+    lines += ["| model | batch | images/s | µs/image |", "|---|---:|---:|---:|"]
+    for model, batches in results["floor"].items():
+        for batch, figures in batches.items():
+            lines.append(
+                f"| `{model}` | {batch} | {_fmt(figures['images_per_s'], 0)} | "
+                f"{_fmt(figures['us_per_image'])} |"
+            )
+    lines += ["", "**In-process pipeline** (decode + preprocess + inference, batch 1)", ""]
+    lines += ["| upload | preprocess µs | total µs | images/s |", "|---|---:|---:|---:|"]
+    for name, figures in results["pipeline"].items():
+        lines.append(
+            f"| {name} | {_fmt(figures['preprocess_us'])} | {_fmt(figures['total_us'])} | "
+            f"{_fmt(figures['images_per_s'], 0)} |"
+        )
+
+    http = results.get("http", {})
+    if http:
+        lines += ["", "**HTTP, one 28×28 PNG per request** (medians of rounds)", ""]
+        lines += [
+            "| server | conc. | req/s | p50 ms | p90 ms | p99 ms | errors | client CPU |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, figures in http.items():
+            for concurrency, r in figures["single"].items():
+                lines.append(
+                    f"| {name} | {concurrency} | {_fmt(r['throughput'], 0)} | "
+                    f"{_fmt(r['p50_ms'], 2)} | {_fmt(r['p90_ms'], 2)} | {_fmt(r['p99_ms'], 2)} | "
+                    f"{r['errors']} | {_fmt(r['client_cpu'], 2)} |"
+                )
+        served = results["served_model"]
+        floor256 = results["floor"][served]["256"]["images_per_s"]
+        lines += ["", "**HTTP batch scoring** (one client, 28×28 PNGs)", ""]
+        lines += [
+            "| server | batch | images/s | of floor (batch 256) | p50 ms |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, figures in http.items():
+            for size, r in figures["batch"].items():
+                lines.append(
+                    f"| {name} | {size} | {_fmt(r['images_per_s'], 0)} | "
+                    f"{r['images_per_s'] / floor256:.0%} | {_fmt(r['p50_ms'], 2)} |"
+                )
+        lines += ["", "**Start-up and memory**", ""]
+        lines += [
+            "| server | processes | ready s | RSS idle MB | RSS under load MB |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, figures in http.items():
+            lines.append(
+                f"| {name} | {figures['processes']} | {_fmt(figures['ready_seconds'], 2)} | "
+                f"{_fmt(figures['rss_idle_mb'])} | {_fmt(figures.get('rss_load_mb'))} |"
+            )
+    if "bentoml" in results:
+        peer = results["bentoml"]
+        lines += [
+            "",
+            f"BentoML {peer['version']} (venv created in "
+            f"{peer['venv_created_seconds']} s; 0 = cached).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    http = results.get("http", {})
+    figure, (latency, batch) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (name, figures) in enumerate(http.items()):
+        colour = colours[index % len(colours)]  # the same server, the same colour
+        levels = [int(c) for c in figures["single"]]
+        latency.plot(
+            levels,
+            [r["p50_ms"] for r in figures["single"].values()],
+            "o-",
+            color=colour,
+            label=name,
+        )
+        if figures["batch"]:
+            sizes = [int(s) for s in figures["batch"]]
+            batch.plot(
+                sizes,
+                [r["images_per_s"] for r in figures["batch"].values()],
+                "o-",
+                color=colour,
+                label=name,
+            )
+    served = results["served_model"]
+    batch.axhline(
+        results["floor"][served]["256"]["images_per_s"],
+        color="grey",
+        linestyle="--",
+        label="floor (batch 256)",
+    )
+    latency.set(
+        xscale="log",
+        yscale="log",
+        xlabel="concurrent connections",
+        ylabel="latency p50 (ms)",
+        title="Single image over HTTP",
+    )
+    batch.set(
+        xscale="log",
+        yscale="log",
+        xlabel="images per request",
+        ylabel="images/s",
+        title="Batch scoring over HTTP",
+    )
+    for axis in (latency, batch):
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

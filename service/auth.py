@@ -1,0 +1,80 @@
+"""Optional API key for the model endpoints (`DIGITS_API_KEY`), as pure ASGI middleware.
+
+Matching by path prefix rather than per route means every route anyone adds under
+`/v1/` or `/v2/` is covered without remembering a dependency. Health checks (also
+`/v2/health/*`, which orchestrators probe), metrics, docs and the web page stay open:
+they expose nothing a caller could abuse, and probes carry no credentials. The check
+runs before the body is read, so an unauthenticated client cannot make us buffer it.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Response
+from pydantic import SecretStr
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.schemas import ErrorDetail, ErrorResponse
+
+PROTECTED_PREFIXES: tuple[str, ...] = ("/v1", "/v2")
+OPEN_PREFIXES: tuple[str, ...] = ("/v2/health",)
+
+
+def is_protected(path: str) -> bool:
+    """Whether `path` (without the root path) needs the key."""
+
+    def under(prefix: str) -> bool:
+        return path == prefix or path.startswith(prefix + "/")
+
+    return any(map(under, PROTECTED_PREFIXES)) and not any(map(under, OPEN_PREFIXES))
+
+
+class ApiKeyAuth:
+    """401 on protected paths unless the request carries the key; a no-op without a key."""
+
+    def __init__(self, app: ASGIApp, api_key: SecretStr | None) -> None:
+        self.app = app
+        self._key = api_key.get_secret_value().encode() if api_key is not None else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._key is None or scope["type"] != "http" or not is_protected(_route_path(scope)):
+            await self.app(scope, receive, send)
+            return
+        presented = _presented_key(scope)
+        # Constant-time comparison: the time taken must not tell how much of a guess was right.
+        if presented is not None and hmac.compare_digest(presented, self._key):
+            await self.app(scope, receive, send)
+            return
+        message = "missing API key" if presented is None else "invalid API key"
+        body = ErrorResponse(
+            error=ErrorDetail(
+                code="unauthorized",
+                message=f"{message}: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+            )
+        )
+        response = Response(
+            body.model_dump_json(),
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+            media_type="application/json",
+        )
+        await response(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    # Behind a proxy prefix, routes match the path below `root_path`; so must we.
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def _presented_key(scope: Scope) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"x-api-key":
+            return bytes(value.strip())
+        if name == b"authorization":
+            scheme, _, credentials = bytes(value).strip().partition(b" ")
+            if scheme.lower() == b"bearer":
+                return credentials.strip()
+    return None

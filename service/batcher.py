@@ -1,0 +1,190 @@
+"""Dynamic micro-batching: concurrent inference calls coalesced into one interpreter call.
+
+Requests that reach the model at about the same time are stacked into one batch (at
+most `max_batch` images), run once, and each caller gets its own rows back, in order.
+Flush policy, chosen so that a lone request never waits:
+
+- a batch is started at the next event-loop tick after the first request arrives
+  (`max_wait` = 0, the default), so requests whose bodies arrived in the same network
+  read join it, and a lone request pays one loop iteration (a few µs), not a timer;
+- with `max_wait` > 0, a partial batch waits up to that long for company — but only
+  while another request is already being decoded (`expect()`), so concurrency 1 never
+  waits either;
+- a full batch starts at once; while all `max_running` runners are busy, requests queue
+  and the next batch starts as soon as one is free (continuous batching).
+
+`run_batch` is called on the event loop itself (`offload=False`; right for a model this
+small, where a thread hop costs about as much as the inference) or in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+RunBatch = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class _Item:
+    images: np.ndarray
+    future: asyncio.Future[np.ndarray]
+    queued_at: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class BatchStats:
+    """Counters for tests, benchmarks and metrics."""
+
+    batches: int = 0
+    images: int = 0
+    largest: int = 0
+
+
+class MicroBatcher:
+    """Coalesces `submit()` calls from many coroutines into few `run_batch` calls."""
+
+    def __init__(
+        self,
+        run_batch: RunBatch,
+        *,
+        max_batch: int,
+        max_wait: float = 0.0,
+        max_running: int = 1,
+        offload: bool = False,
+        on_queue_wait: Callable[[float], None] | None = None,
+    ) -> None:
+        if max_batch < 1 or max_running < 1 or max_wait < 0:
+            raise ValueError("max_batch and max_running must be ≥ 1, max_wait ≥ 0")
+        self._run_batch = run_batch
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self.max_running = max_running
+        self.offload = offload
+        # Hook for a queue-wait histogram (service.metrics, when present): seconds each
+        # request waited between `submit()` and the start of its batch.
+        self.on_queue_wait = on_queue_wait
+        self.stats = BatchStats()
+        self._pending: list[_Item] = []
+        self._pending_images = 0
+        self._running = 0
+        self._expected = 0
+        self._scheduled: asyncio.Handle | None = None
+        self._due_now = False  # uvloop's handles are not asyncio.TimerHandle: track it
+
+    def expect(self) -> _Expectation:
+        """Context manager around a request's decoding: tells the batcher company is coming."""
+        return _Expectation(self)
+
+    async def submit(self, images: np.ndarray) -> np.ndarray:
+        """Run `images` (N, ...) in some batch; returns the N rows of output for them."""
+        loop = asyncio.get_running_loop()
+        item = _Item(images, loop.create_future())
+        self._pending.append(item)
+        self._pending_images += len(images)
+        self._schedule(loop)
+        return await item.future
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._pending or self._running >= self.max_running:
+            return  # a finishing batch calls back here
+        full = self._pending_images >= self.max_batch
+        if full or self.max_wait == 0 or self._expected == 0:
+            if self._scheduled is not None and self._due_now:
+                return  # already due at the next tick
+            if self._scheduled is not None:
+                self._scheduled.cancel()
+            self._scheduled = loop.call_soon(self._flush, loop)
+            self._due_now = True
+        elif self._scheduled is None:
+            waited = time.perf_counter() - self._pending[0].queued_at
+            self._scheduled = loop.call_later(max(0.0, self.max_wait - waited), self._flush, loop)
+            self._due_now = False
+
+    def _take(self) -> list[_Item]:
+        taken: list[_Item] = []
+        count = 0
+        while self._pending:
+            item = self._pending[0]
+            if item.future.done():  # the client went away while queued
+                self._pending.pop(0)
+                self._pending_images -= len(item.images)
+                continue
+            if taken and count + len(item.images) > self.max_batch:
+                break
+            taken.append(self._pending.pop(0))
+            self._pending_images -= len(item.images)
+            count += len(item.images)
+        return taken
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._scheduled = None
+        while self._pending and self._running < self.max_running:
+            items = self._take()
+            if not items:
+                return
+            started = time.perf_counter()
+            if self.on_queue_wait is not None:
+                for item in items:
+                    self.on_queue_wait(started - item.queued_at)
+            images = (
+                np.concatenate([item.images for item in items])
+                if len(items) > 1
+                else items[0].images
+            )
+            self.stats.batches += 1
+            self.stats.images += len(images)
+            self.stats.largest = max(self.stats.largest, len(images))
+            if self.offload:
+                self._running += 1
+                task = loop.run_in_executor(None, self._run_batch, images)
+                task.add_done_callback(functools.partial(self._finished, loop, items))
+            else:
+                try:
+                    _scatter(items, self._run_batch(images))
+                except Exception as error:
+                    _fail(items, error)
+        if self._pending:
+            self._schedule(loop)
+
+    def _finished(
+        self, loop: asyncio.AbstractEventLoop, items: list[_Item], done: asyncio.Future[np.ndarray]
+    ) -> None:
+        self._running -= 1
+        error = done.exception()
+        if error is None:
+            _scatter(items, done.result())
+        else:
+            _fail(items, error)
+        self._schedule(loop)
+
+
+class _Expectation:
+    def __init__(self, batcher: MicroBatcher) -> None:
+        self._batcher = batcher
+
+    def __enter__(self) -> None:
+        self._batcher._expected += 1
+
+    def __exit__(self, *_: object) -> None:
+        self._batcher._expected -= 1
+
+
+def _scatter(items: list[_Item], outputs: np.ndarray) -> None:
+    start = 0
+    for item in items:
+        end = start + len(item.images)
+        if not item.future.done():
+            item.future.set_result(outputs[start:end])
+        start = end
+
+
+def _fail(items: list[_Item], error: BaseException) -> None:
+    for item in items:
+        if not item.future.done():
+            item.future.set_exception(error)

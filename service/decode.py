@@ -1,0 +1,144 @@
+"""Turning untrusted upload bytes into a decoded Pillow image, safely.
+
+Every failure becomes an `InvalidImageError` or `ImageTooLargeError`: for any input
+bytes, nothing else escapes. Size limits are checked from the header, before any
+pixel data is decoded, so a decompression bomb costs a header parse and nothing more.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+
+from PIL import Image, ImageFile, ImageOps
+
+from service.errors import ImageTooLargeError, InvalidImageError
+
+DEFAULT_MAX_PIXELS: int = 40_000_000  # per-image decoded-pixel limit default
+
+# Formats with mature, fuzzed decoders that real clients send. Everything else Pillow
+# can read (PSD, EPS via Ghostscript, exotic raw formats...) is attack surface with no
+# use here, so `Image.open` is told to try only these.
+SUPPORTED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
+
+# A JPEG decodes at 1/2, 1/4 or 1/8 scale almost for free (libjpeg skips the DCT work).
+# Asking for at least this many pixels on the shorter side keeps a digit that fills a
+# reasonable part of the photo well above the 20-pixel box it ends up in.
+DRAFT_MIN_SIDE = 112
+
+_EXIF_ORIENTATION = 0x0112
+_WHITESPACE = re.compile(r"\s+")
+# Standard and URL-safe alphabets both accepted, padding optional: clients differ.
+_BASE64 = re.compile(r"[A-Za-z0-9+/\-_]*={0,2}")
+
+
+def decode_base64_image(text: str) -> bytes:
+    """Bytes from plain base64 (standard or URL-safe, padding optional) or a data: URL."""
+    payload = text.strip()
+    if payload[:5].lower() == "data:":
+        header, comma, payload = payload.partition(",")
+        if not comma or not header.lower().endswith(";base64"):
+            raise InvalidImageError(
+                "image data URL is not valid base64 (expected 'data:[type];base64,...')"
+            )
+        # The media type is not trusted either way: the bytes are sniffed by the decoder.
+    payload = _WHITESPACE.sub("", payload)
+    if not payload:
+        raise InvalidImageError("image is empty: not valid base64")
+    if not _BASE64.fullmatch(payload) or len(payload.rstrip("=")) % 4 == 1:
+        raise InvalidImageError("image is not valid base64")
+    payload = payload.rstrip("=").replace("-", "+").replace("_", "/")
+    try:
+        data = base64.b64decode(payload + "=" * (-len(payload) % 4), validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise InvalidImageError(f"image is not valid base64 ({error})") from error
+    if not data:
+        raise InvalidImageError("image is empty: not valid base64")
+    return data
+
+
+def declared_pixels(data: bytes) -> int | None:
+    """Width × height from the header alone (no pixel decoding), None if it does not parse.
+
+    Lets a caller route work by image size before paying for the decode: a few KB of
+    PNG can declare millions of pixels.
+    """
+    try:
+        with Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS) as image:
+            width, height = image.size
+    except Exception:  # any header Pillow refuses; load_image reports it properly
+        return None
+    return width * height
+
+
+def load_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode an upload (first frame of animations), checking its size before decoding.
+
+    JPEGs come back in mode "L", large ones decoded at a reduced scale (see
+    `DRAFT_MIN_SIDE`); everything else at full size in its own mode. EXIF orientation
+    is applied, since phone photos are stored sideways with a tag saying so.
+    """
+    if not data:
+        raise InvalidImageError("image is empty")
+    try:
+        image: Image.Image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
+    except Image.UnidentifiedImageError as error:
+        raise InvalidImageError(
+            "not a recognised image (unknown format or corrupt header); supported formats: "
+            + ", ".join(SUPPORTED_FORMATS)
+        ) from error
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        # Pillow's own global limit fired first (the warning arrives as an exception
+        # only when warnings are errors); either way the answer is the same.
+        raise ImageTooLargeError(f"image is too large: {error}") from error
+    except Exception as error:  # any decoder bug on hostile bytes must not become a 500
+        raise InvalidImageError(f"cannot read image header: {_describe(error)}") from error
+
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise InvalidImageError(f"image has zero size ({width}×{height})")
+    # Pillow's global limit is honoured as a ceiling too, so a process that lowered it
+    # keeps its protection; but ours applies even if someone set it to None.
+    limit = max_pixels
+    if Image.MAX_IMAGE_PIXELS is not None:
+        limit = min(limit, Image.MAX_IMAGE_PIXELS)
+    if width * height > limit:
+        raise ImageTooLargeError(
+            f"image is {width}×{height} = {width * height} pixels, over the limit of {limit}"
+        )
+
+    # LOAD_TRUNCATED_IMAGES is global Pillow state; if some other code turned it on,
+    # truncated uploads would silently decode as grey. Refuse to run in that state
+    # rather than mutate it behind the other caller's back.
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES must stay False for safe decoding")
+
+    try:
+        if image.format in ("JPEG", "MPO"):
+            # Decoding straight to grey skips the colour conversion, and big photos
+            # decode at 1/2, 1/4 or 1/8 scale: most of the cost of a JPEG, saved.
+            large = min(width, height) >= 2 * DRAFT_MIN_SIDE
+            image.draft("L", (DRAFT_MIN_SIDE, DRAFT_MIN_SIDE) if large else None)
+        image.load()
+        if image.format in ("JPEG", "WEBP", "TIFF", "PNG") and _needs_transpose(image):
+            image = ImageOps.exif_transpose(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageTooLargeError(f"image is too large: {error}") from error
+    except Exception as error:  # truncated, corrupt, unsupported variant, out of memory...
+        raise InvalidImageError(f"cannot decode image: {_describe(error)}") from error
+    return image
+
+
+def _needs_transpose(image: Image.Image) -> bool:
+    # Parsing EXIF only when the file carries some keeps the common case free.
+    if "exif" not in image.info and image.format != "TIFF":
+        return False
+    orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    return orientation in range(2, 9)
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

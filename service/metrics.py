@@ -1,0 +1,191 @@
+"""Prometheus metrics: a registry per app, a pure ASGI middleware, and `GET /metrics`.
+
+Each app has its own registry, so the many apps a test run builds never clash in
+prometheus_client's global one. Code deep inside a request (the predictor, the
+batcher) records into the app serving that request through the module-level
+proxies below, e.g. `QUEUE_WAIT_SECONDS.observe(seconds)`: the middleware puts the
+app's `Metrics` in a context variable, which asyncio tasks and `run_in_threadpool`
+copy, so observing from a task or worker thread started by the request works too.
+Outside any request the proxies do nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from service.predictor import Predictor
+
+# Requests take ~1 ms (one small image) to ~1 s (hundreds of photos).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# One interpreter call: ~0.1 ms per image, a few hundred images at most.
+INFERENCE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+IMAGE_COUNT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# Unknown URLs share one label value: raw paths would let any client create series.
+UNMATCHED_ROUTE = "unmatched"
+
+_current: ContextVar[Metrics | None] = ContextVar("digits_metrics", default=None)
+
+
+class Metrics:
+    """The metrics of one app, in their own registry."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        labels = ("method", "route", "status")
+        self.requests = Counter(
+            "digits_http_requests",
+            "HTTP requests answered, by route template and status.",
+            labels,
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "digits_http_request_duration_seconds",
+            "Time from request to the end of the response, by route template and status.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.images = Histogram(
+            "digits_images_per_request",
+            "Images in each prediction request (/v1 and /v2).",
+            buckets=IMAGE_COUNT_BUCKETS,
+            registry=registry,
+        )
+        self.inference = Histogram(
+            "digits_inference_seconds",
+            "Time the interpreter takes for one batch of preprocessed images.",
+            buckets=INFERENCE_BUCKETS,
+            registry=registry,
+        )
+        self.queue_wait = Histogram(
+            "digits_queue_wait_seconds",
+            "Time images wait for the interpreter (micro-batching queue).",
+            buckets=INFERENCE_BUCKETS,
+            registry=registry,
+        )
+        registry.register(_ModelCollector(predictor))
+        # Labelled children, cached: `labels()` costs a lock and a few µs per request.
+        # Bounded: routes are templates, methods and statuses are few.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def series(self, method: str, route: str, status: int) -> tuple[Any, Any]:
+        """The request counter and latency histogram for one label set."""
+        key = (method, route, status)
+        found = self._series.get(key)
+        if found is None:
+            labels = (method, route, str(status))
+            found = (self.requests.labels(*labels), self.latency.labels(*labels))
+            self._series[key] = found
+        return found
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class AppHistogram:
+    """Observes into the histogram `attribute` of the app serving the current request."""
+
+    def __init__(self, attribute: str) -> None:
+        self.attribute = attribute
+
+    def observe(self, value: float) -> None:
+        metrics = _current.get()
+        if metrics is not None:
+            histogram: Histogram = getattr(metrics, self.attribute)
+            histogram.observe(value)
+
+
+IMAGES_PER_REQUEST = AppHistogram("images")
+INFERENCE_SECONDS = AppHistogram("inference")
+QUEUE_WAIT_SECONDS = AppHistogram("queue_wait")
+
+
+class _ModelCollector:
+    """The served model, read at scrape time: it may still be loading when the app starts."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+
+    def collect(self) -> Iterator[Metric]:
+        state = self.predictor.state
+        yield GaugeMetricFamily(
+            "digits_model_ready", "1 when the model is ready for traffic.", value=state == "ready"
+        )
+        if state in ("ready", "draining"):
+            description = self.predictor.describe()
+            artifact = description.served.artifact
+            yield InfoMetricFamily(
+                "digits_model",
+                "The model being served.",
+                value={
+                    "name": description.card.name,
+                    "version": description.card.version,
+                    "file": artifact.file,
+                    "sha256": artifact.sha256,
+                },
+            )
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request. Pure ASGI: it never buffers a body."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # what the client gets if the app raises before answering
+        start = time.perf_counter()
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        token = _current.set(self.metrics)
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            _current.reset(token)
+            counter, histogram = self.metrics.series(
+                scope["method"], _route_template(scope), status
+            )
+            counter.inc()
+            histogram.observe(time.perf_counter() - start)
+
+
+def _route_template(scope: Scope) -> str:
+    # The router adds the matched route to the scope it was given (the same dict).
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED_ROUTE
+
+
+router = APIRouter()
+
+
+@router.get(
+    "/metrics",
+    tags=["operations"],
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}},
+)
+async def metrics(request: Request) -> Response:
+    app_metrics: Metrics = request.app.state.metrics
+    return Response(app_metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,103 @@
+"""Request and response bodies of the HTTP API (these are what /docs shows)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.model_card import Artifact, ModelCard
+
+
+class _Request(BaseModel):
+    # A misspelt optional field ("topk") would otherwise be silently ignored.
+    # Strict: the documented types are the accepted ones (`"top_k": "3"` or
+    # `"return_preprocessed": 0` would otherwise be coerced, unlike the OpenAPI says).
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ImageInput(_Request):
+    data: str = Field(
+        min_length=1,
+        description="The image file (PNG, JPEG, GIF, BMP, WebP, TIFF...) base64-encoded, "
+        "or as a `data:` URL.",
+    )
+    id: str | None = Field(
+        default=None, max_length=256, description="Optional client id, echoed in the prediction."
+    )
+
+
+class PredictRequest(_Request):
+    images: list[ImageInput] = Field(
+        min_length=1, description="One or more images; predictions come back in the same order."
+    )
+    top_k: int = Field(default=3, ge=1, le=10, description="How many best digits to list.")
+    return_preprocessed: bool = Field(
+        default=False,
+        description="Also return, per image, the 28×28 image the model saw (base64 PNG).",
+    )
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+
+
+class DigitProbability(BaseModel):
+    digit: int = Field(ge=0, le=9)
+    probability: float
+
+
+class Prediction(BaseModel):
+    id: str | None = Field(description="The image's `id` from the request, or null.")
+    digit: int = Field(ge=0, le=9, description="The most likely digit.")
+    confidence: float = Field(description="Probability of `digit`.")
+    top_k: list[DigitProbability] = Field(description="The `top_k` most likely digits, best first.")
+    probabilities: list[float] = Field(
+        description="Probability of each digit 0–9, in digit order; they sum to 1."
+    )
+    preprocessed: str | None = Field(
+        default=None,
+        # Only present when asked for; `id` is always present (null when not given),
+        # so a blanket exclude_none on the route would not do.
+        exclude_if=lambda value: value is None,
+        description="Base64 PNG of the 28×28 image the model saw (only with "
+        "`return_preprocessed`).",
+    )
+
+
+class PredictResponse(BaseModel):
+    model: ModelInfo
+    predictions: list[Prediction]
+
+
+class ServedArtifact(BaseModel):
+    key: str = Field(description="The artifact's key in the card's `artifacts`.")
+    artifact: Artifact
+
+
+class ModelDescription(BaseModel):
+    served: ServedArtifact = Field(description="The artifact this process runs.")
+    card: ModelCard
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadinessResponse(BaseModel):
+    status: Literal["ready", "loading", "draining", "failed"]
+    detail: str | None = Field(default=None, description="Why the service is not ready.")
+    model: ModelInfo | None = None
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. `invalid_image`.")
+    message: str = Field(description="Human-readable explanation.")
+    index: int | None = Field(
+        default=None, description="Position in `images` of the offending image, if any."
+    )
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,127 @@
+"""Every knob of the service, read from `DIGITS_*` environment variables.
+
+One class, one docstring per field: the README's settings table is generated
+from these docstrings, so keep them short, user-facing and accurate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.preprocess import DEFAULT_MAX_PIXELS
+
+# Where a source checkout keeps its models: <repo>/models, next to <repo>/service.
+_CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+
+class Settings(BaseSettings):
+    """Configuration of the inference service (environment prefix `DIGITS_`)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DIGITS_",
+        use_attribute_docstrings=True,
+        extra="ignore",
+        frozen=True,
+        protected_namespaces=(),
+    )
+
+    model_card: Path = Path("models/model.json")
+    """Path of the model card (`model.json`). A relative path is looked up in the working
+    directory first (`/app` in the container), then in the source checkout the service runs
+    from. The model files it lists are read from the card's folder."""
+
+    model_file: str | None = None
+    """Serve this `.tflite` file (one of the card's artifacts, e.g. `mnist_cnn_int8.tflite`)
+    instead of the card's `serving_default`."""
+
+    max_images: int = Field(default=256, ge=1)
+    """Most images accepted in one `/v1/predict` request."""
+
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    """Largest request body in bytes; bigger requests get 413 before they are read. The
+    default fits `max_images` base64-encoded images of up to ~96 KiB each."""
+
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
+    """Largest decoded image, in pixels (width × height); bigger images, including
+    decompression bombs, are rejected with 422."""
+
+    decode_threads: int = Field(default=4, ge=1, le=256)
+    """Most images decoded at the same time, across all requests. Bounds memory: a decoded
+    image can take up to `max_pixels` × 4 bytes before it is reduced."""
+
+    interpreters: int = Field(default=2, ge=1, le=64)
+    """Number of LiteRT interpreters, i.e. inferences that can run at the same time.
+    One per CPU core is a good start."""
+
+    interpreter_threads: int = Field(default=1, ge=1, le=64)
+    """CPU threads each interpreter uses for one inference."""
+
+    workers: int = Field(default=0, ge=0, le=64)
+    """Server processes sharing the port, each with its own interpreters; 0 means one per
+    CPU core available to the process. The model is verified once, before they fork."""
+
+    batching: bool = True
+    """Dynamic micro-batching: single-image requests that arrive together share one
+    interpreter call (see `batch_max_size`, `batch_max_wait_ms`)."""
+
+    batch_max_size: int = Field(default=32, ge=1, le=1024)
+    """Most images in one micro-batch."""
+
+    batch_max_wait_ms: float = Field(default=0.0, ge=0.0, le=1000.0)
+    """How long a partial micro-batch waits for more requests. 0: none; it starts at the
+    next event-loop turn, so requests that arrived together still share it."""
+
+    inline_max_bytes: int = Field(default=16384, ge=0)
+    """Single-image requests whose base64 image is at most this long are decoded and run
+    on the event loop (cheaper than a hop to a worker thread); bigger ones in threads."""
+
+    host: str = "0.0.0.0"
+    """Address the HTTP server binds to."""
+
+    port: int = Field(default=8000, ge=0, le=65535)
+    """TCP port the HTTP server listens on."""
+
+    log_level: LogLevel = "info"
+    """Log level of the service and of uvicorn."""
+
+    access_log: bool = True
+    """Log one line per HTTP request."""
+
+    root_path: str = ""
+    """URL prefix under which a reverse proxy serves the API (for the links in `/docs`)."""
+
+    drain_seconds: float = Field(default=5.0, ge=0, le=300)
+    """On SIGTERM, keep serving this long while `/readyz` answers 503, so the load balancer
+    stops sending traffic before the port closes; then finish in-flight requests and exit 0."""
+
+    shutdown_timeout_seconds: float = Field(default=20.0, gt=0, le=600)
+    """After the drain, how long in-flight requests may still take before they are cancelled.
+    Keep `drain_seconds` + this below the orchestrator's grace period."""
+
+    request_timeout_seconds: float = Field(default=15.0, gt=0, le=3600)
+    """A request that has not started its response after this long gets 504 (408 if the
+    client is still sending the body)."""
+
+    api_key: SecretStr | None = None
+    """When set, `/v1/*` and `/v2/*` need `Authorization: Bearer <key>` or `X-API-Key: <key>`
+    (401 otherwise); health checks, metrics, docs and the web page stay open."""
+
+    @field_validator("model_file", "api_key", mode="before")
+    @classmethod
+    def _empty_means_default(cls, value: object) -> object:
+        # `DIGITS_MODEL_FILE=` (set but empty) is how a compose file "unsets" a variable.
+        return None if value == "" else value
+
+    def model_card_path(self) -> Path:
+        """The card to load: `model_card`, resolved as its docstring describes."""
+        path = self.model_card.expanduser()
+        if path.is_absolute() or path.exists():
+            return path
+        in_checkout = _CHECKOUT_ROOT / path
+        return in_checkout if in_checkout.exists() else path

@@ -1,0 +1,135 @@
+"""Graceful shutdown: drain on SIGTERM, then let uvicorn finish in-flight requests.
+
+Kubernetes sends SIGTERM at the same moment it starts removing the pod from the
+Service's endpoints; load balancers and kube-proxy learn of it a few seconds later.
+A server that closes its port at once refuses the requests still routed to it, so
+on the first SIGTERM this server:
+
+1. reports not-ready (`/readyz` → 503) and asks keep-alive clients to reconnect
+   elsewhere (`Connection: close` on every response) — while still serving;
+2. after `drain_seconds`, hands over to uvicorn's own graceful shutdown: the port
+   closes (new connections are refused), in-flight requests finish (at most
+   `shutdown_timeout_seconds`), the lifespan ends;
+3. exits with status 0 — uvicorn alone re-raises the signal and dies by it (143),
+   which an orchestrator would count as a crash.
+
+A second SIGTERM skips the rest of the drain; SIGINT (Ctrl-C) behaves as in uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
+
+ACCEPTED_GRACE_SECONDS = 0.25
+
+
+class DrainingServer(uvicorn.Server):
+    """A uvicorn server whose SIGTERM starts a drain instead of an immediate shutdown."""
+
+    def __init__(
+        self, config: uvicorn.Config, *, drain_seconds: float, on_drain: Callable[[], None]
+    ) -> None:
+        super().__init__(config)
+        self.drain_seconds = drain_seconds
+        self.on_drain = on_drain
+        self.draining = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[Any] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig != signal.SIGTERM:
+            super().handle_exit(sig, frame)
+            return
+        # Not recorded in uvicorn's captured signals: it would re-raise SIGTERM after the
+        # shutdown and the process would die by it instead of exiting 0.
+        if self.draining or self._loop is None or self.drain_seconds <= 0:
+            self.draining = True
+            self.should_exit = True
+            return
+        self.draining = True
+        self.on_drain()
+        logger.info("SIGTERM: draining for %g s before shutting down", self.drain_seconds)
+        # This runs in a signal handler: call_soon_threadsafe is the loop's safe way in.
+        self._loop.call_soon_threadsafe(self._loop.call_later, self.drain_seconds, self._end_drain)
+
+    def _end_drain(self) -> None:
+        logger.info("drain over: closing the port and finishing in-flight requests")
+        self.should_exit = True
+
+    async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        # Given an inherited listening fd (pre-fork workers), uvicorn closes only its own
+        # duplicate; while any process still holds the fd, the kernel keeps completing
+        # handshakes that no one will accept, and those clients hang until exit.
+        if self.config.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.config.fd)
+        # uvicorn then closes every connection without a request under way, including one
+        # accepted a moment ago whose request is still in the socket buffer: give those a
+        # moment to arrive, so they are answered rather than dropped.
+        await asyncio.sleep(ACCEPTED_GRACE_SECONDS)
+        await super().shutdown(sockets)
+
+
+class CloseConnectionsWhileDraining:
+    """Adds `Connection: close` to responses once draining, so keep-alive clients open
+    their next connection to another replica instead of holding on to this one."""
+
+    def __init__(self, app: ASGIApp, is_draining: Callable[[], bool]) -> None:
+        self.app = app
+        self.is_draining = is_draining
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and self.is_draining():
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, send_closing)
+
+
+def serve(
+    app: ASGIApp,
+    *,
+    drain_seconds: float,
+    shutdown_timeout_seconds: float,
+    on_drain: Callable[[], None],
+    **uvicorn_options: Any,
+) -> None:
+    """Run `app` with uvicorn until SIGTERM (drained) or SIGINT; returns on a clean exit."""
+    server: DrainingServer | None = None
+
+    def is_draining() -> bool:
+        return server is not None and server.draining
+
+    config = uvicorn.Config(
+        CloseConnectionsWhileDraining(app, is_draining),
+        # uvicorn types it as int but only hands it to asyncio.wait_for.
+        timeout_graceful_shutdown=shutdown_timeout_seconds,  # type: ignore[arg-type]
+        **uvicorn_options,
+    )
+    server = DrainingServer(config, drain_seconds=drain_seconds, on_drain=on_drain)
+    # uvicorn re-raises SIGINT after its graceful shutdown; Ctrl-C is a normal way out.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()

@@ -1,0 +1,191 @@
+"""Open Inference Protocol (KServe V2 / Triton HTTP/REST) routes: thin, over `OpenInference`.
+
+Errors under `/v2` take the protocol's flat shape `{"error": "message"}`: the app's one
+error handler asks `is_v2_request` and answers with `v2_error_response`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from starlette.types import Scope
+
+from service.v2_inference import OpenInference
+from service.v2_schemas import (
+    InferRequest,
+    InferResponse,
+    LiveResponse,
+    ModelMetadata,
+    ModelReadyResponse,
+    ReadyResponse,
+    ServerMetadata,
+    V2ErrorResponse,
+)
+from service.v2_tensors import HEADER_LENGTH
+
+PREFIX = "/v2"
+MODEL_NAME_EXAMPLE = "mnist-digits-cnn"
+
+router = APIRouter(prefix=PREFIX, tags=["open inference protocol (v2)"])
+
+
+def is_v2_request(scope: Scope) -> bool:
+    """Whether the request is under /v2 (the root path, if any, stripped)."""
+    path: str = scope.get("path", "")
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+def v2_error_response(
+    status: int,
+    code: str,
+    message: str,
+    index: int | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """`error_response`'s signature, the protocol's flat shape (code and index are dropped)."""
+    body = V2ErrorResponse(error=message)
+    return Response(
+        body.model_dump_json(), status_code=status, headers=headers, media_type="application/json"
+    )
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        400: "The request or a tensor is invalid (shape, datatype, values, an image).",
+        404: "No such model or version.",
+        413: "Request body larger than the configured limit.",
+        415: "A compressed request body (Content-Encoding).",
+        503: "The model is not loaded (yet).",
+    }
+    return {s: {"model": V2ErrorResponse, "description": descriptions[s]} for s in statuses}
+
+
+async def get_inference(request: Request) -> OpenInference:
+    return OpenInference(request.app.state.predictor)
+
+
+InferenceDep = Annotated[OpenInference, Depends(get_inference)]
+ModelName = Annotated[
+    str, Path(description="The model card's `name`.", examples=[MODEL_NAME_EXAMPLE])
+]
+ModelVersion = Annotated[str, Path(description="The model card's `version`.")]
+
+_INFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}}},
+        "description": "JSON, or with the binary tensor data extension: this JSON header "
+        f"(its length in the `{HEADER_LENGTH}` header) followed by the raw tensors.",
+    }
+}
+# Components the OpenAPI document must carry though no route parses them with FastAPI
+# (the infer body is read raw, to take binary tensor data).
+OPENAPI_MODELS = (InferRequest,)
+
+
+@router.get("", summary="Server metadata: name, version, protocol extensions")
+async def server_metadata(inference: InferenceDep) -> ServerMetadata:
+    return inference.server_metadata()
+
+
+@router.get("/health/live", summary="Server liveness")
+async def server_live() -> LiveResponse:
+    return LiveResponse(live=True)
+
+
+@router.get(
+    "/health/ready",
+    summary="Server readiness: the model is loaded",
+    responses={503: {"model": ReadyResponse, "description": "Not ready."}},
+)
+async def server_ready(inference: InferenceDep, response: Response) -> ReadyResponse:
+    ready = inference.is_ready()
+    response.status_code = 200 if ready else 503
+    return ReadyResponse(ready=ready)
+
+
+@router.get(
+    "/models/{model_name}",
+    summary="Model metadata: inputs and outputs",
+    responses=_errors(404, 503),
+)
+async def model_metadata(model_name: ModelName, inference: InferenceDep) -> ModelMetadata:
+    return inference.metadata(model_name)
+
+
+@router.get(
+    "/models/{model_name}/versions/{model_version}",
+    summary="Model metadata of one version",
+    responses=_errors(404, 503),
+)
+async def model_version_metadata(
+    model_name: ModelName, model_version: ModelVersion, inference: InferenceDep
+) -> ModelMetadata:
+    return inference.metadata(model_name, model_version)
+
+
+@router.get("/models/{model_name}/ready", summary="Model readiness", responses=_errors(404, 503))
+async def model_ready(model_name: ModelName, inference: InferenceDep) -> ModelReadyResponse:
+    return ModelReadyResponse(name=inference.ready_model(model_name).name, ready=True)
+
+
+@router.get(
+    "/models/{model_name}/versions/{model_version}/ready",
+    summary="Model readiness of one version",
+    responses=_errors(404, 503),
+)
+async def model_version_ready(
+    model_name: ModelName, model_version: ModelVersion, inference: InferenceDep
+) -> ModelReadyResponse:
+    return ModelReadyResponse(
+        name=inference.ready_model(model_name, model_version).name, ready=True
+    )
+
+
+@router.post(
+    "/models/{model_name}/infer",
+    summary="Inference: digits and probabilities for a batch of images",
+    response_model=InferResponse,
+    responses=_errors(400, 404, 413, 415, 503),
+    openapi_extra=_INFER_BODY,
+)
+async def infer(model_name: ModelName, request: Request, inference: InferenceDep) -> Response:
+    """One input tensor of any name: `UINT8` (0–255) or `FP32` (0–1) pixels shaped
+    `[N, 28, 28]`, `[N, 28, 28, 1]` or `[N, 784]`, already MNIST-style (white digit on
+    black, centred; not preprocessed again), or `BYTES` `[N]`: image files (PNG, JPEG...),
+    base64 strings in JSON or raw bytes in binary data, preprocessed like `/v1/predict`
+    uploads. Outputs: `probabilities` (`FP32` `[N, 10]`) and `digit` (`INT64` `[N]`), all or
+    those requested in `outputs`. Binary tensor data (`Inference-Header-Content-Length`)
+    is accepted, and returned for outputs that ask for it (`binary_data`, or the request's
+    `binary_data_output`)."""
+    return await _infer(inference, request, model_name, None)
+
+
+@router.post(
+    "/models/{model_name}/versions/{model_version}/infer",
+    summary="Inference with one version",
+    response_model=InferResponse,
+    responses=_errors(400, 404, 413, 415, 503),
+    openapi_extra=_INFER_BODY,
+)
+async def infer_version(
+    model_name: ModelName, model_version: ModelVersion, request: Request, inference: InferenceDep
+) -> Response:
+    return await _infer(inference, request, model_name, model_version)
+
+
+async def _infer(
+    inference: OpenInference, request: Request, name: str, version: str | None
+) -> Response:
+    return await inference.infer(
+        name,
+        version,
+        await request.body(),
+        request.headers.get(HEADER_LENGTH),
+        request.headers.get("content-encoding"),
+    )

@@ -1,0 +1,111 @@
+"""Bodies of the Open Inference Protocol (KServe V2 / Triton REST), as the spec names them.
+
+https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/ — field
+names and meanings follow the spec exactly so that generic clients (`tritonclient`,
+KServe's `InferenceRESTClient`, MLServer's codecs) read them without adapters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Parameters = dict[str, Any]
+
+
+class V2ErrorResponse(BaseModel):
+    error: str = Field(description="What went wrong (the protocol's flat error shape).")
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str] = Field(
+        description="Protocol extensions supported: `binary_tensor_data` (binary inputs and "
+        "outputs after the JSON header, length in the `Inference-Header-Content-Length` header)."
+    )
+
+
+class LiveResponse(BaseModel):
+    live: bool
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+
+
+class ModelReadyResponse(BaseModel):
+    name: str
+    ready: bool
+
+
+class MetadataTensor(BaseModel):
+    name: str
+    datatype: str = Field(description="`BOOL`, `UINT8`, `INT64`, `FP32`, `BYTES`...")
+    shape: list[int] = Field(description="Dimensions; -1 is a variable size (the batch).")
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[MetadataTensor]
+    outputs: list[MetadataTensor]
+
+
+class RequestInput(BaseModel):
+    name: str = Field(description="Any name; the model has one input.")
+    shape: list[int] = Field(
+        description="`[N, 28, 28]`, `[N, 28, 28, 1]` or `[N, 784]` for pixels; `[N]` for BYTES."
+    )
+    datatype: str = Field(
+        description="`UINT8` (0–255) or `FP32` (0–1) pixels of MNIST-style digits (white on "
+        "black, centred, not preprocessed again), or `BYTES`: encoded image files (PNG, JPEG...), "
+        "base64 strings in JSON, raw bytes in binary data; these are preprocessed like "
+        "`/v1/predict` uploads."
+    )
+    parameters: Parameters | None = Field(
+        default=None, description="`binary_data_size`: the tensor is in the binary part."
+    )
+    data: list[Any] | None = Field(
+        default=None, description="Row-major elements, flat or nested (absent with binary data)."
+    )
+
+
+class RequestOutput(BaseModel):
+    name: str = Field(description="`probabilities` or `digit`.")
+    parameters: Parameters | None = Field(
+        default=None, description="`binary_data`: return this output in the binary part."
+    )
+
+
+class InferRequest(BaseModel):
+    model_config = ConfigDict(title="InferRequest")
+
+    id: str | None = Field(default=None, description="Echoed in the response.")
+    parameters: Parameters | None = Field(
+        default=None, description="`binary_data_output`: every output in binary unless it says."
+    )
+    inputs: list[RequestInput] = Field(description="Exactly one input: the images.")
+    outputs: list[RequestOutput] | None = Field(
+        default=None, description="Outputs to return, in this order; all when absent."
+    )
+
+
+class ResponseOutput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: Parameters | None = None
+    data: list[Any] | None = Field(
+        default=None, description="Flat row-major elements (absent for binary outputs)."
+    )
+
+
+class InferResponse(BaseModel):
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: Parameters | None = None
+    outputs: list[ResponseOutput]

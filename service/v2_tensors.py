@@ -1,0 +1,248 @@
+"""Open Inference Protocol tensors: request bodies → images, probabilities → output tensors.
+
+Both encodings of the protocol are handled: plain JSON, and the binary tensor data
+extension (a JSON header of `Inference-Header-Content-Length` bytes, then the raw
+tensors back to back), which is what `tritonclient` sends and asks for by default.
+Everything a client can get wrong becomes a `TensorError` (400) naming the tensor.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+import struct
+from typing import Any
+
+import numpy as np
+import orjson
+from pydantic import ValidationError
+
+from service.errors import DigitsError
+from service.v2_schemas import InferRequest, Parameters, RequestInput
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+IMAGE_SIDE = 28
+# One image per row of the batch, as the model's own (28, 28, 1), without the
+# channel, or flattened like most MNIST tutorials keep it.
+PIXEL_SHAPES = ((IMAGE_SIDE, IMAGE_SIDE), (IMAGE_SIDE, IMAGE_SIDE, 1), (IMAGE_SIDE * IMAGE_SIDE,))
+OUTPUT_DATATYPES = {"probabilities": "FP32", "digit": "INT64"}
+# Little-endian, as the binary extension specifies.
+_PIXEL_DTYPES: dict[str, np.dtype[Any]] = {"UINT8": np.dtype("<u1"), "FP32": np.dtype("<f4")}
+_OUTPUT_DTYPES: dict[str, np.dtype[Any]] = {"FP32": np.dtype("<f4"), "INT64": np.dtype("<i8")}
+# A BYTES element made only of these is base64 text, not an image file: PNG, JPEG,
+# GIF, BMP, WebP and TIFF files all start with bytes outside this alphabet.
+_BASE64_TEXT = re.compile(rb"(data:[^,]*;base64,)?[A-Za-z0-9+/=\-_\s]+")
+
+
+class TensorError(DigitsError):
+    """A request the protocol or this model cannot take: 400, as the protocol says."""
+
+    status_code = 400
+    code = "invalid_tensor"
+
+
+Images = np.ndarray | list[str]
+"""(N, 28, 28) float32 pixels in [0, 1], or N base64-encoded image files."""
+
+
+def read_request(body: bytes, header_length: str | None) -> tuple[InferRequest, bytes | None]:
+    """The request, and the binary data of its input when it came as binary tensor data."""
+    header, binary = body, b""
+    if header_length is not None:
+        try:
+            length = int(header_length)
+        except ValueError:
+            raise TensorError(f"{HEADER_LENGTH} is not an integer: {header_length!r}") from None
+        if not 0 <= length <= len(body):
+            raise TensorError(f"{HEADER_LENGTH} is {length}, but the body has {len(body)} bytes")
+        header, binary = body[:length], body[length:]
+    try:
+        document = orjson.loads(header)
+    except orjson.JSONDecodeError as error:
+        raise TensorError(f"the inference request is not valid JSON: {error}") from None
+    try:
+        request = InferRequest.model_validate(document)
+    except ValidationError as error:
+        raise TensorError(_validation_message(error)) from None
+
+    if len(request.inputs) != 1:
+        names = ", ".join(repr(tensor.name) for tensor in request.inputs) or "none"
+        raise TensorError(f"the model takes exactly one input tensor (the images); got {names}")
+    for output in request.outputs or ():
+        if output.name not in OUTPUT_DATATYPES:
+            known = ", ".join(OUTPUT_DATATYPES)
+            raise TensorError(f"unknown output {output.name!r}; the model's outputs are {known}")
+        if (output.parameters or {}).get("classification") is not None:
+            raise TensorError("the classification extension is not supported")
+        _flag(output.parameters, "binary_data", default=False)
+    _flag(request.parameters, "binary_data_output", default=False)
+
+    (tensor,) = request.inputs
+    size = (tensor.parameters or {}).get("binary_data_size")
+    if size is None:
+        if binary:
+            raise TensorError(f"{len(binary)} bytes of binary data but no binary_data_size")
+        if tensor.data is None:
+            raise TensorError(f"input {tensor.name!r} has neither data nor binary_data_size")
+        return request, None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise TensorError(f"input {tensor.name!r}: binary_data_size must be a whole number")
+    if tensor.data is not None:
+        raise TensorError(f"input {tensor.name!r} has both data and binary_data_size")
+    if size != len(binary):
+        raise TensorError(
+            f"input {tensor.name!r}: binary_data_size is {size}, "
+            f"but {len(binary)} bytes follow the JSON header"
+        )
+    return request, binary
+
+
+def decode_images(tensor: RequestInput, binary: bytes | None, max_images: int) -> Images:
+    """The input tensor as images the predictor takes."""
+    if any(size < 0 for size in tensor.shape):
+        raise TensorError(f"input {tensor.name!r}: negative size in shape {tensor.shape}")
+    count = tensor.shape[0] if tensor.shape else 0
+    if count < 1:
+        raise TensorError(f"input {tensor.name!r}: shape {tensor.shape} holds no image")
+    if count > max_images:
+        raise TensorError(f"input {tensor.name!r}: at most {max_images} images, got {count}")
+    if tensor.datatype == "BYTES":
+        return _encoded_images(tensor, binary, count)
+    if tensor.datatype in _PIXEL_DTYPES:
+        return _pixels(tensor, binary)
+    raise TensorError(
+        f"input {tensor.name!r}: datatype {tensor.datatype!r} is not supported; "
+        "send UINT8 or FP32 pixels, or BYTES image files"
+    )
+
+
+def _pixels(tensor: RequestInput, binary: bytes | None) -> np.ndarray:
+    name, shape, datatype = tensor.name, tensor.shape, tensor.datatype
+    if tuple(shape[1:]) not in PIXEL_SHAPES:
+        allowed = " or ".join(str([-1, *s]).replace("-1", "N") for s in PIXEL_SHAPES)
+        raise TensorError(f"input {name!r}: shape {shape} is not {allowed}")
+    dtype = _PIXEL_DTYPES[datatype]
+    expected = math.prod(shape)
+    if binary is not None:
+        if len(binary) != expected * dtype.itemsize:
+            raise TensorError(
+                f"input {name!r}: {datatype} {shape} takes {expected * dtype.itemsize} bytes, "
+                f"got {len(binary)}"
+            )
+        values = np.frombuffer(binary, dtype=dtype)
+    else:
+        try:
+            values = np.asarray(tensor.data)
+        except ValueError:  # ragged nesting
+            raise TensorError(f"input {name!r}: data is not a regular array") from None
+        if values.size != expected:
+            raise TensorError(
+                f"input {name!r}: shape {shape} holds {expected} elements, data has {values.size}"
+            )
+        if values.dtype.kind not in ("iu" if datatype == "UINT8" else "iuf"):
+            kind = "integers" if datatype == "UINT8" else "numbers"
+            raise TensorError(f"input {name!r}: {datatype} data must be {kind}")
+    count = shape[0]
+    if datatype == "UINT8":
+        if values.min() < 0 or values.max() > 255:
+            raise TensorError(f"input {name!r}: UINT8 values must be in 0–255")
+        return (values.astype(np.float32) / np.float32(255)).reshape(count, IMAGE_SIDE, IMAGE_SIDE)
+    pixels = values.astype(np.float32).reshape(count, IMAGE_SIDE, IMAGE_SIDE)
+    # The model saw [0, 1]; anything else (0–255 floats, standardized values) would be
+    # answered confidently and wrongly, so it is refused rather than guessed at.
+    if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 1:
+        raise TensorError(
+            f"input {name!r}: FP32 values must be in [0, 1] (pixel / 255); send 0–255 as UINT8"
+        )
+    return pixels
+
+
+def _encoded_images(tensor: RequestInput, binary: bytes | None, count: int) -> list[str]:
+    name, shape = tensor.name, tensor.shape
+    if shape not in ([count], [count, 1]):
+        raise TensorError(f"input {name!r}: BYTES shape must be [N] or [N, 1], got {shape}")
+    if binary is not None:
+        elements: list[Any] = _split_bytes(name, binary)
+    else:
+        elements = list(_flatten(tensor.data or []))
+    if len(elements) != count:
+        raise TensorError(
+            f"input {name!r}: shape {shape} holds {count} elements, got {len(elements)}"
+        )
+    images = []
+    for index, element in enumerate(elements):
+        if isinstance(element, bytes):
+            # Raw file bytes as the binary extension sends them; base64 text sent in
+            # binary (tritonclient's default mode) is taken as it is.
+            text = _BASE64_TEXT.fullmatch(element) is not None
+            images.append(element.decode("ascii") if text else base64.b64encode(element).decode())
+        elif isinstance(element, str):
+            images.append(element)
+        else:
+            raise TensorError(f"input {name!r}: element {index} is not a base64 string")
+    return images
+
+
+def _split_bytes(name: str, binary: bytes) -> list[bytes]:
+    """Binary BYTES elements: each a 4-byte little-endian length, then that many bytes."""
+    elements, offset = [], 0
+    while offset < len(binary):
+        if offset + 4 > len(binary):
+            raise TensorError(f"input {name!r}: binary BYTES data ends inside a length prefix")
+        (length,) = struct.unpack_from("<I", binary, offset)
+        offset += 4
+        if offset + length > len(binary):
+            raise TensorError(f"input {name!r}: binary BYTES element runs past the data")
+        elements.append(binary[offset : offset + length])
+        offset += length
+    return elements
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    flat: list[Any] = []
+    for item in data:
+        flat.extend(_flatten(item) if isinstance(item, list) else [item])
+    return flat
+
+
+def encode_response(
+    request: InferRequest, model_name: str, model_version: str, probabilities: np.ndarray
+) -> tuple[bytes, int | None]:
+    """The response body, and the JSON header's length when binary outputs follow it."""
+    tensors = {
+        "probabilities": probabilities.astype(np.float32),
+        "digit": probabilities.argmax(axis=1).astype(np.int64),
+    }
+    binary_default = _flag(request.parameters, "binary_data_output", default=False)
+    wanted = [(output.name, output.parameters) for output in request.outputs or ()]
+    outputs, blobs = [], []
+    for name, parameters in wanted or [(name, None) for name in OUTPUT_DATATYPES]:
+        array, datatype = tensors[name], OUTPUT_DATATYPES[name]
+        output: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if _flag(parameters, "binary_data", default=binary_default):
+            blob = array.astype(_OUTPUT_DTYPES[datatype], copy=False).tobytes()
+            output["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            output["data"] = np.ascontiguousarray(array).ravel()
+        outputs.append(output)
+    response: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
+    if request.id is not None:
+        response["id"] = request.id
+    response["outputs"] = outputs
+    header = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
+    return (header, None) if not blobs else (header + b"".join(blobs), len(header))
+
+
+def _flag(parameters: Parameters | None, key: str, *, default: bool) -> bool:
+    value = (parameters or {}).get(key, default)
+    if not isinstance(value, bool):
+        raise TensorError(f"parameter {key} must be true or false, got {value!r}")
+    return value
+
+
+def _validation_message(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "request"
+    return f"invalid inference request: {where}: {first['msg']}"

@@ -1,0 +1,173 @@
+"""Shared fixtures: the committed model, loaded once, and apps/clients built around it.
+
+Service imports stay inside the fixtures so that trainer tests collect even while
+the service is broken, and so that nothing here drags in more than a test needs.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from service.model_card import ModelCard
+    from service.predictor import Predictor
+    from service.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MODELS = REPO_ROOT / "models"
+MODEL_CARD = MODELS / "model.json"
+SERVICE_TESTS = REPO_ROOT / "tests" / "service"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Starlette 1.x nags that its TestClient prefers `httpx2`; `httpx` works fine here.
+    config.addinivalue_line("filterwarnings", r"ignore:Using `httpx` with `starlette\.testclient`")
+
+
+@pytest.fixture(autouse=True)
+def _no_service_environment(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Service settings read `DIGITS_*`; a developer's shell must not change what tests see.
+
+    Service tests only, and only the service's variables (DIGITS_MNIST_DATA is the trainer's).
+    """
+    if SERVICE_TESTS not in request.node.path.parents:
+        return
+    from service.settings import Settings
+
+    for name in Settings.model_fields:
+        monkeypatch.delenv(f"DIGITS_{name.upper()}", raising=False)
+
+
+@pytest.fixture(scope="session")
+def model_card() -> ModelCard:
+    from service.model_card import ModelCard
+
+    if not MODEL_CARD.is_file():
+        pytest.fail(f"{MODEL_CARD} is missing: the trained model must be committed in models/")
+    return ModelCard.load(MODEL_CARD)
+
+
+@pytest.fixture(scope="session")
+def tflite_files(model_card: ModelCard) -> list[str]:
+    """Every .tflite artifact the card lists (dynamic-range and full-int8)."""
+    return sorted(a.file for a in model_card.artifacts.values() if a.format == "tflite")
+
+
+@pytest.fixture(scope="session")
+def make_settings() -> Callable[..., Settings]:
+    """Settings pointing at the committed card, with any field overridden."""
+    from service.settings import Settings
+
+    def make(**overrides: Any) -> Settings:
+        overrides.setdefault("model_card", MODEL_CARD)
+        return Settings(**overrides)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def loaded_predictor(
+    model_card: ModelCard, make_settings: Callable[..., Settings]
+) -> Callable[[str | None], Predictor]:
+    """A loaded predictor per model file (None: the serving default), built once per session."""
+    from service.predictor import Predictor
+
+    cache: dict[str | None, Predictor] = {}
+
+    def get(model_file: str | None = None) -> Predictor:
+        if model_file not in cache:
+            predictor = Predictor(make_settings(model_file=model_file))
+            predictor.load()
+            cache[model_file] = predictor
+        return cache[model_file]
+
+    return get
+
+
+@pytest.fixture
+def make_app(
+    make_settings: Callable[..., Settings], loaded_predictor: Callable[[str | None], Predictor]
+) -> Callable[..., FastAPI]:
+    """An app around the committed model, loaded and verified before the app starts."""
+    from service.app import create_app
+    from service.predictor import Predictor
+
+    def make(model_file: str | None = None, **overrides: Any) -> FastAPI:
+        if not overrides:
+            return create_app(make_settings(model_file=model_file), loaded_predictor(model_file))
+        # Limits live in the predictor's settings too: load a fresh one (tens of ms).
+        settings = make_settings(model_file=model_file, **overrides)
+        predictor = Predictor(settings)
+        predictor.load()
+        return create_app(settings, predictor)
+
+    return make
+
+
+@pytest.fixture
+def client(make_app: Callable[..., FastAPI]) -> Iterator[TestClient]:
+    from fastapi.testclient import TestClient
+
+    with TestClient(make_app()) as test_client:
+        yield test_client
+
+
+def png_base64(image: np.ndarray) -> str:
+    """Base64 PNG of a uint8 (or bool) array, the way a client would send it."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+@pytest.fixture(scope="session")
+def clear_digits(
+    loaded_predictor: Callable[[str | None], Predictor],
+) -> tuple[np.ndarray, np.ndarray]:
+    """30 real MNIST test digits (uint8 28×28) the model gets right by a wide margin.
+
+    Tests about the API, not about accuracy, need inputs whose answer is not in doubt.
+    A margin over the runner-up, not a fixed confidence: label smoothing caps confidence.
+    """
+    from tests.uploads import load_test_digits
+
+    images, labels = load_test_digits(300)
+    probabilities = loaded_predictor(None).probabilities(images.astype(np.float32) / 255)
+    runner_up, best = np.sort(probabilities, axis=1)[:, -2:].T
+    clear = (probabilities.argmax(axis=1) == labels) & (best - runner_up >= 0.5)
+    assert clear.sum() >= 30, "the committed model is unsure of most MNIST test digits"
+    return images[clear][:30], labels[clear][:30]
+
+
+@pytest.fixture
+def held_model_load(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """`Predictor.load` waits (at most 30 s) until the returned event is set.
+
+    An app created meanwhile stays "loading": for readiness and retry tests.
+    """
+    from service.predictor import Predictor
+
+    release = threading.Event()
+    real_load = Predictor.load
+
+    def held_load(self: Predictor) -> None:
+        release.wait(timeout=30)
+        real_load(self)
+
+    monkeypatch.setattr(Predictor, "load", held_load)
+    yield release
+    release.set()

@@ -1,0 +1,118 @@
+"""`DIGITS_API_KEY`: off by default; when set, every `/v1/*` and `/v2/*` operation
+(except `/v2/health/*`) needs the key, and everything else stays open."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from service.auth import is_protected
+
+KEY = "s3cret-key-for-tests-0123456789"
+OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/openapi.json", "/metrics", "/v2/health/ready")
+
+
+@pytest.fixture
+def keyed(make_app: Callable[..., FastAPI]) -> Iterator[TestClient]:
+    with TestClient(make_app(api_key=KEY)) as client:
+        yield client
+
+
+def _operations(client: TestClient) -> list[tuple[str, str]]:
+    """Every (method, concrete path) in the app's OpenAPI, path parameters filled in."""
+    paths = client.get("/openapi.json").json()["paths"]
+    return [
+        (method.upper(), re.sub(r"\{[^}]+\}", "x", path))
+        for path, operations in paths.items()
+        for method in operations
+    ]
+
+
+def test_off_by_default(client: TestClient) -> None:
+    assert client.get("/v1/model").status_code == 200
+
+
+def test_every_model_operation_needs_the_key(keyed: TestClient) -> None:
+    protected = [(m, p) for m, p in _operations(keyed) if is_protected(p)]
+    assert {"/v1/predict", "/v1/model"} <= {p for _, p in protected}
+    for method, path in protected:
+        response = keyed.request(method, path)
+        assert response.status_code == 401, (method, path, response.text)
+        assert response.json()["error"]["code"] == "unauthorized"
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_health_metrics_docs_and_the_page_stay_open(keyed: TestClient) -> None:
+    for path in (*OPEN_PATHS, "/"):
+        assert keyed.get(path).status_code != 401, path
+    assert keyed.get("/healthz").status_code == 200
+    assert keyed.get("/readyz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": f"Bearer {KEY}"},
+        {"Authorization": f"bearer  {KEY} "},
+        {"X-API-Key": KEY},
+    ],
+)
+def test_the_key_opens(keyed: TestClient, headers: dict[str, str]) -> None:
+    assert keyed.get("/v1/model", headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({}, "missing API key"),
+        ({"Authorization": f"Basic {KEY}"}, "missing API key"),
+        ({"Authorization": "Bearer wrong"}, "invalid API key"),
+        ({"X-API-Key": KEY[:-1]}, "invalid API key"),
+        ({"X-API-Key": KEY + "x"}, "invalid API key"),
+    ],
+)
+def test_a_missing_or_wrong_key_is_401(
+    keyed: TestClient, headers: dict[str, str], message: str
+) -> None:
+    response = keyed.get("/v1/model", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"]["message"].startswith(message)
+    assert KEY not in response.text
+
+
+def test_refused_before_the_body_is_read(keyed: TestClient) -> None:
+    # Over the body limit (413 if it were read): the 401 comes first, unread.
+    oversized = b"x" * (keyed.app.state.settings.max_body_bytes + 1)  # type: ignore[attr-defined]
+    response = keyed.post("/v1/predict", content=oversized)
+    assert response.status_code == 401
+
+
+def test_behind_a_proxy_prefix(make_app: Callable[..., FastAPI]) -> None:
+    with TestClient(make_app(api_key=KEY), root_path="/digits") as client:
+        assert client.get("/digits/v1/model").status_code == 401
+        assert client.get("/digits/v1/model", headers={"X-API-Key": KEY}).status_code == 200
+        assert client.get("/digits/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "protected"),
+    [
+        ("/v1", True),
+        ("/v1/predict", True),
+        ("/v2", True),
+        ("/v2/models/digits/infer", True),
+        ("/v2/healthz", True),
+        ("/v2/health/live", False),
+        ("/v2/health", False),
+        ("/v10/x", False),
+        ("/healthz", False),
+        ("/", False),
+        ("/static/app.js", False),
+    ],
+)
+def test_which_paths_are_protected(path: str, protected: bool) -> None:
+    assert is_protected(path) is protected

@@ -1,0 +1,147 @@
+"""The serving fast paths give the same answers as the plain path.
+
+Small single images run on the event loop (micro-batched), big batches are split over
+the interpreters in parallel threads, and `python -m service` forks one worker per
+core: none of that may change a prediction, an error, or how the process stops.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.conftest import MODEL_CARD, REPO_ROOT, png_base64
+
+Digits = tuple[np.ndarray, np.ndarray]
+
+
+def _probabilities(client: TestClient, images: list[str]) -> np.ndarray:
+    response = client.post("/v1/predict", json={"images": [{"data": i} for i in images]})
+    assert response.status_code == 200, response.text
+    return np.array([p["probabilities"] for p in response.json()["predictions"]])
+
+
+def test_inline_batched_and_threaded_paths_agree(
+    make_app: Callable[..., FastAPI], clear_digits: Digits
+) -> None:
+    images = [png_base64(digit) for digit in clear_digits[0][:6]]
+    answers = []
+    for overrides in (
+        {},  # inline on the loop, micro-batched (the default)
+        {"batching": False},  # inline, one interpreter call each
+        {"inline_max_bytes": 0},  # every request in a worker thread
+    ):
+        with TestClient(make_app(**overrides)) as client:
+            answers.append(np.concatenate([_probabilities(client, [i]) for i in images]))
+    np.testing.assert_allclose(answers[1], answers[0], rtol=1e-6)
+    np.testing.assert_allclose(answers[2], answers[0], rtol=1e-6)
+    assert (answers[0].argmax(axis=1) == clear_digits[1][:6]).all()
+
+
+def test_a_big_batch_split_over_interpreters_keeps_order_and_first_bad_index(
+    make_app: Callable[..., FastAPI], clear_digits: Digits
+) -> None:
+    digits, labels = clear_digits
+    images = [png_base64(digits[i % len(digits)]) for i in range(96)]
+    expected = np.array([labels[i % len(digits)] for i in range(96)])
+    with TestClient(make_app(interpreters=1)) as client:
+        single = _probabilities(client, images)
+    with TestClient(make_app(interpreters=3)) as client:  # three parallel parts
+        split = _probabilities(client, images)
+        bad = list(images)
+        bad[70] = bad[90] = png_base64(np.zeros((28, 28), np.uint8))  # blank: no digit
+        response = client.post("/v1/predict", json={"images": [{"data": i} for i in bad]})
+    np.testing.assert_allclose(split, single, rtol=1e-6)
+    assert (split.argmax(axis=1) == expected).all()
+    assert response.status_code == 422
+    assert response.json()["error"]["index"] == 70
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def test_forked_workers_serve_one_port_and_stop_together(clear_digits: Digits) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DIGITS_MODEL_CARD": str(MODEL_CARD),
+        "DIGITS_HOST": "127.0.0.1",
+        "DIGITS_PORT": str(port),
+        "DIGITS_WORKERS": "2",
+        "DIGITS_DRAIN_SECONDS": "0",
+        "DIGITS_LOG_LEVEL": "warning",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO_ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        children = _children(process.pid)
+        assert len(children) == 1, "DIGITS_WORKERS=2: the parent and one forked worker"
+        body = {"images": [{"data": png_base64(clear_digits[0][0])}]}
+        for _ in range(20):  # fresh connections land on either process
+            response = httpx.post(f"http://127.0.0.1:{port}/v1/predict", json=body, timeout=5)
+            assert response.status_code == 200
+            assert response.json()["predictions"][0]["digit"] == clear_digits[1][0]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert not Path(f"/proc/{children[0]}").exists() or _is_zombie(children[0])
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_only_images_small_in_pixels_are_decoded_on_the_event_loop() -> None:
+    """A few KB of PNG can declare millions of pixels: such an image must go to a thread."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from service.predictor import _cheap_to_decode
+
+    def png(size: tuple[int, int]) -> str:
+        buffer = io.BytesIO()
+        Image.new("L", size, 255).save(buffer, format="PNG", optimize=True)
+        return base64.b64encode(buffer.getvalue()).decode()
+
+    large = png((2500, 2500))
+    assert len(large) < 16384  # small in bytes...
+    assert not _cheap_to_decode(large, 16384)  # ...but not cheap to decode
+    assert _cheap_to_decode(png((28, 28)), 16384)
+    assert not _cheap_to_decode(png((28, 28)), 10)  # over the byte limit
+    assert _cheap_to_decode("not base64!", 16384)  # the inline path reports it as fast

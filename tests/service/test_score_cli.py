@@ -1,0 +1,212 @@
+"""`digits-score`: real files, some broken, scored by the CLI against a real server."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.predictor import Predictor
+from service.settings import Settings
+from tests.conftest import REPO_ROOT
+from tests.loopback_server import free_port, live_server
+from tests.uploads import encode_jpeg, encode_png, paper_photo
+
+Digits = tuple[np.ndarray, np.ndarray]
+
+
+def _score(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "service.score_cli", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def base_url(
+    make_settings: Callable[..., Settings], loaded_predictor: Callable[[str | None], Predictor]
+) -> Iterator[str]:
+    from service.app import create_app
+
+    with live_server(create_app(make_settings(), loaded_predictor(None))) as url:
+        yield url
+
+
+@pytest.fixture
+def tree(tmp_path: Path, clear_digits: Digits) -> tuple[Path, dict[str, int | None]]:
+    """Image files in nested folders, a few broken; file → expected digit (None: an error)."""
+    images, labels = clear_digits
+    rng = np.random.default_rng(3)
+    expected: dict[str, int | None] = {}
+
+    def put(relative: str, data: bytes, digit: int | None) -> None:
+        path = tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        expected[str(path)] = digit
+
+    for i in range(6):
+        put(f"scans/{i:02d}.png", encode_png(images[i]), int(labels[i]))
+    put("scans/03b-truncated.png", encode_png(images[6])[:60], None)  # amid a batch
+    for i in range(6, 10):
+        photo = encode_jpeg(paper_photo(images[i], rng), quality=85)
+        put(f"scans/photos/{i:02d}.jpg", photo, int(labels[i]))
+    blank = io.BytesIO()
+    Image.new("L", (40, 40), 200).save(blank, format="PNG")
+    put("scans/photos/blank.png", blank.getvalue(), None)
+    (tmp_path / "scans" / "notes.txt").write_text("not an image: skipped in folders")
+    return tmp_path, expected
+
+
+def _rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_scores_a_folder_reporting_broken_files(
+    base_url: str, tree: tuple[Path, dict[str, int | None]], tmp_path: Path
+) -> None:
+    root, expected = tree
+    out = tmp_path / "scores.csv"
+    result = _score(
+        str(root / "scans"),
+        *("--url", base_url, "--batch-size", "4", "--concurrency", "2", "--output", str(out)),
+    )
+
+    assert result.returncode == 1, result.stderr  # some files could not be scored
+    rows = _rows(out.read_text())
+    assert [row["path"] for row in rows] == sorted(expected)  # each file once, in order
+    for row in rows:
+        digit = expected[row["path"]]
+        if digit is None:
+            assert row["digit"] == row["confidence"] == "" and row["error"], row
+        else:
+            assert (int(row["digit"]), row["error"]) == (digit, ""), row
+            assert 0 < float(row["confidence"]) <= 1
+    errors = {Path(r["path"]).name: r["error"] for r in rows if r["error"]}
+    assert "cannot decode image" in errors["03b-truncated.png"]
+    assert "no digit found" in errors["blank.png"]
+    assert "10 images scored, 2 errors" in result.stderr
+    assert "images/s" in result.stderr
+    assert "error: " + str(root / "scans" / "03b-truncated.png") in result.stderr
+
+
+def test_files_and_globs_to_jsonl(base_url: str, tree: tuple[Path, dict[str, int | None]]) -> None:
+    root, expected = tree
+    named = root / "scans" / "00.png"
+    odd_suffix = root / "digit.bin"  # named explicitly: scored whatever its suffix
+    odd_suffix.write_bytes(named.read_bytes())
+    pattern = str(root / "**" / "0[45].png")
+    result = _score(
+        str(named),
+        str(odd_suffix),
+        pattern,
+        "--url",
+        base_url,
+        "--format",
+        "jsonl",
+        "--no-progress",
+    )
+
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    paths = [str(named), str(odd_suffix), str(root / "scans/04.png"), str(root / "scans/05.png")]
+    assert [r["path"] for r in records] == paths
+    assert [r["digit"] for r in records] == [expected[str(named)]] * 2 + [
+        expected[p] for p in paths[2:]
+    ]
+    assert all(r["error"] is None for r in records)
+
+
+def test_missing_paths(base_url: str, tree: tuple[Path, dict[str, int | None]]) -> None:
+    root, _ = tree
+    nothing = _score(str(root / "nope"), str(root / "*.gif"), "--url", base_url)
+    assert nothing.returncode == 2
+    assert "nothing matches: " + str(root / "*.gif") in nothing.stderr
+    some = _score(str(root / "nope.png"), str(root / "scans" / "00.png"), "--url", base_url)
+    assert some.returncode == 1 and len(_rows(some.stdout)) == 1
+
+
+def test_waits_for_a_server_that_is_not_up_yet(
+    tree: tuple[Path, dict[str, int | None]],
+    make_settings: Callable[..., Settings],
+    loaded_predictor: Callable[[str | None], Predictor],
+) -> None:
+    """Connection refused, then a server: retried with backoff, nothing lost."""
+    from service.app import create_app
+
+    root, expected = tree
+    port = free_port()
+    command = [sys.executable, "-m", "service.score_cli", str(root / "scans" / "photos")]
+    command += ["--url", f"http://127.0.0.1:{port}", "--backoff", "0.2", "--retries", "8"]
+    scorer = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)  # a few refused connections
+        assert scorer.poll() is None
+        with live_server(create_app(make_settings(), loaded_predictor(None)), port=port):
+            stdout, _ = scorer.communicate(timeout=60)
+    finally:
+        scorer.kill()
+    rows = _rows(stdout)
+    assert [r["path"] for r in rows] == sorted(p for p in expected if "/photos/" in p)
+    for row in rows:  # blank.png is an error (exit status 1); the rest scored
+        digit = expected[row["path"]]
+        assert row["digit"] == ("" if digit is None else str(digit)), row
+    assert scorer.returncode == 1
+
+
+def test_retries_503_while_the_model_loads(
+    tree: tuple[Path, dict[str, int | None]],
+    make_settings: Callable[..., Settings],
+    held_model_load: threading.Event,
+) -> None:
+    from service.app import create_app
+
+    root, expected = tree
+    release = held_model_load
+    app = create_app(make_settings())
+    with live_server(app) as url:
+        files = [str(root / "scans" / f"0{i}.png") for i in range(3)]
+        scoring = threading.Thread(target=lambda: results.append(_score(*files, "--url", url)))
+        results: list[subprocess.CompletedProcess[str]] = []
+        scoring.start()
+        try:
+            deadline = time.monotonic() + 30
+            while _count_503(app) == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            release.set()
+        scoring.join(timeout=60)
+    (result,) = results
+    assert _count_503(app) >= 1  # the CLI did meet a loading model
+    assert result.returncode == 0, result.stderr
+    assert [int(row["digit"]) for row in _rows(result.stdout)] == [expected[f] for f in files]
+
+
+def _count_503(app: object) -> float:
+    registry = app.state.metrics.registry  # type: ignore[attr-defined]
+    value = registry.get_sample_value(
+        "digits_http_requests_total", {"method": "POST", "route": "/v1/predict", "status": "503"}
+    )
+    return value or 0.0
+
+
+def test_the_client_imports_neither_tensorflow_nor_the_server() -> None:
+    code = "import json, sys, service.score_cli; print(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    top_level = {name.split(".")[0] for name in json.loads(result.stdout)}
+    assert not top_level & {"tensorflow", "keras", "numpy", "PIL", "fastapi", "ai_edge_litert"}

@@ -1,0 +1,156 @@
+"""Graceful shutdown of a real `python -m service` under concurrent load.
+
+SIGTERM mid-load: every request sent before the signal gets its 200, `/readyz` turns
+503 at once while the server keeps serving for `DIGITS_DRAIN_SECONDS`, requests in
+flight when the port closes still complete, new connections are then refused, and
+the process exits 0 within drain + shutdown timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import threading
+import time
+from dataclasses import dataclass
+
+import httpx
+import numpy as np
+
+from tests.subprocess_server import ServerProcess, server_process
+from tests.uploads import load_test_digits, make_upload
+
+DRAIN = 3.0
+SHUTDOWN_TIMEOUT = 10.0
+LIGHT_WORKERS, HEAVY_WORKERS = 6, 2
+JSON = {"content-type": "application/json"}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    kind: str
+    start: float
+    end: float
+    outcome: int | str  # an HTTP status, "refused", or the transport error's name
+
+
+def _bodies() -> dict[str, bytes]:
+    """A light request (4 MNIST PNGs, a few ms) and a heavy one (32 photos, ~0.2 s)."""
+    images, _ = load_test_digits(64)
+    rng = np.random.default_rng(0)
+
+    def body(style: str, count: int) -> bytes:
+        uploads = [make_upload(images[i], style, rng) for i in range(count)]
+        data = [{"data": base64.b64encode(upload).decode()} for upload in uploads]
+        return json.dumps({"images": data}).encode()
+
+    return {"light": body("mnist_png", 4), "heavy": body("paper_png_rgb", 32)}
+
+
+def _load(server: ServerProcess, kind: str, body: bytes, stop: threading.Event, out: list) -> None:
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        while not stop.is_set():
+            start = time.monotonic()
+            outcome: int | str
+            try:
+                outcome = client.post("/v1/predict", content=body, headers=JSON).status_code
+            except httpx.ConnectError:
+                outcome = "refused"
+            except httpx.TransportError as error:
+                outcome = type(error).__name__
+            out.append(Attempt(kind, start, time.monotonic(), outcome))
+            if outcome == "refused":
+                return  # the port is closed: this worker is done
+
+
+def _poll_readiness(server: ServerProcess, stop: threading.Event, out: list) -> None:
+    while not stop.is_set():
+        start = time.monotonic()
+        try:
+            outcome: int | str = httpx.get(server.url + "/readyz", timeout=5).status_code
+        except httpx.ConnectError:
+            outcome = "refused"
+        except httpx.TransportError as error:
+            outcome = type(error).__name__
+        out.append(Attempt("readyz", start, time.monotonic(), outcome))
+        if outcome == "refused":
+            return
+        time.sleep(0.02)
+
+
+def test_sigterm_under_load_drains_then_exits_0() -> None:
+    bodies = _bodies()
+    env = {
+        "DIGITS_DRAIN_SECONDS": str(DRAIN),
+        "DIGITS_SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_TIMEOUT),
+    }
+    attempts: list[Attempt] = []
+    probes: list[Attempt] = []
+    stop = threading.Event()
+    with server_process(env) as server:
+        kinds = ["light"] * LIGHT_WORKERS + ["heavy"] * HEAVY_WORKERS
+        threads = [
+            threading.Thread(target=_load, args=(server, kind, bodies[kind], stop, attempts))
+            for kind in kinds
+        ]
+        threads.append(threading.Thread(target=_poll_readiness, args=(server, stop, probes)))
+        for thread in threads:
+            thread.start()
+        try:
+            # Under load: some of each kind done (however slow a shared machine is today).
+            deadline = time.monotonic() + 60
+            while len(attempts) < 20 or {a.kind for a in attempts} != {"light", "heavy"}:
+                assert time.monotonic() < deadline, "the load never got going"
+                time.sleep(0.05)
+            signalled = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            returncode = server.process.wait(timeout=DRAIN + SHUTDOWN_TIMEOUT + 10)
+            exited = time.monotonic()
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=60)
+        log = server.output()
+
+    assert returncode == 0, log
+    assert DRAIN * 0.9 <= exited - signalled <= DRAIN + SHUTDOWN_TIMEOUT, log
+    assert "Traceback" not in log
+
+    before = [a for a in attempts if a.start < signalled]
+    assert len(before) >= 20 and {a.kind for a in before} == {"light", "heavy"}
+    assert all(a.outcome == 200 for a in before), [a for a in before if a.outcome != 200]
+
+    # Still serving during the drain; requests started well before the port closed
+    # were accepted and must complete. Near the close a connect may race it (and on a
+    # busy 2-core machine a client thread may take a while to even connect).
+    cutoff = signalled + DRAIN * 0.5
+    during = [a for a in attempts if signalled < a.start < cutoff]
+    assert during and all(a.outcome == 200 for a in during), during
+    failed = [a for a in attempts if a.outcome != 200]
+    assert all(a.start >= cutoff for a in failed), failed
+    assert any(a.outcome == "refused" for a in attempts), "new connections were never refused"
+
+    # Readiness: 200 before, 503 throughout the drain, then the port is closed.
+    assert all(p.outcome == 200 for p in probes if p.end < signalled)
+    draining = [p for p in probes if p.start > signalled + 0.2 and p.end < signalled + DRAIN * 0.9]
+    assert draining and all(p.outcome == 503 for p in draining), draining
+    assert probes[-1].outcome == "refused"
+
+    # Requests in flight when the port closed (started while it was open, finished after
+    # the first refused connection) completed with 200.
+    last_open = max(p.end for p in probes if p.outcome != "refused")
+    closed = next(p.start for p in probes if p.outcome == "refused")
+    spanning = [a for a in attempts if a.start < last_open and a.end > closed]
+    assert spanning and all(a.outcome == 200 for a in spanning), spanning
+
+
+def test_second_sigterm_ends_the_drain_early() -> None:
+    with server_process({"DIGITS_DRAIN_SECONDS": "60"}) as server:
+        server.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while httpx.get(server.url + "/readyz").status_code != 503:
+            assert time.monotonic() < deadline
+        assert httpx.get(server.url + "/healthz").status_code == 200  # still serving
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=20) == 0

@@ -1,0 +1,90 @@
+"""A real `python -m service` process on a loopback port, for tests that need the whole
+server — uvicorn, signals, sockets, its memory — rather than the ASGI app in-process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:  # a tiny race with other processes is acceptable in tests
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def server_process(
+    env: dict[str, str] | None = None,
+    *,
+    command: Sequence[str] = (sys.executable, "-m", "service"),
+    cwd: Path = REPO_ROOT,
+    ready_timeout: float = 90,
+) -> Iterator[ServerProcess]:
+    """Start the server, wait for `/readyz` 200, yield it; kill it if it is still running."""
+    port = free_port()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_")}
+    # No drain by default: nothing routes traffic here, so stopping need not wait for it.
+    full_env.update(DIGITS_ACCESS_LOG="false", DIGITS_LOG_LEVEL="info", DIGITS_DRAIN_SECONDS="0")
+    full_env.update(env or {})
+    full_env.update(DIGITS_HOST="127.0.0.1", DIGITS_PORT=str(port))  # always loopback
+    with tempfile.TemporaryDirectory(prefix="digits-server-") as folder:
+        log = Path(folder) / "server.log"
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                list(command), env=full_env, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT
+            )
+        server = ServerProcess(process, port, log)
+        try:
+            _wait_until_ready(server, ready_timeout)
+            yield server
+        finally:
+            # SIGTERM, not SIGKILL: the parent then stops its forked workers too.
+            if process.poll() is None:
+                process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
+
+
+def _wait_until_ready(server: ServerProcess, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise AssertionError(f"the server exited early:\n{server.output()}")
+        try:
+            if httpx.get(server.url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"the server was not ready within {timeout} s:\n{server.output()}")
