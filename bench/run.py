@@ -5,7 +5,7 @@ One run, one machine, the same images for every contender:
 1. floor — the bare LiteRT interpreter, batch 1 and 256, each .tflite in the card;
 2. pipeline — decode + preprocess + inference in process, 28×28 PNGs and 300×300 JPEGs;
 3. HTTP single image at concurrency 1, 8, 64 and 4. batch scoring at 1-256 images, for:
-   `digits` (this service as shipped), `digits-nobatch` (micro-batching off),
+   `digits` (this service as shipped), `digits-batching` (micro-batching on),
    `seed` (.h5 in Keras, FastAPI, `model.predict` per request) and `bentoml` (the same
    .tflite and preprocessing in BentoML with adaptive batching);
 5. start-up time to a 200 from /readyz, RSS idle and under load.
@@ -135,9 +135,9 @@ def _contenders(
     found = [
         Contender("digits", [python, "-m", "service"], quiet, "/v1/predict", digits_body),
         Contender(
-            "digits-nobatch",
+            "digits-batching",
             [python, "-m", "service"],
-            {**quiet, "DIGITS_BATCHING": "false"},
+            {**quiet, "DIGITS_BATCHING": "true"},
             "/v1/predict",
             digits_body,
             batch_scoring=False,  # batching only concerns single-image requests

@@ -66,9 +66,10 @@ class Settings(BaseSettings):
     """Server processes sharing the port, each with its own interpreters; 0 means one per
     CPU core available to the process. The model is verified once, before they fork."""
 
-    batching: bool = True
+    batching: bool = False
     """Dynamic micro-batching: single-image requests that arrive together share one
-    interpreter call (see `batch_max_size`, `batch_max_wait_ms`)."""
+    interpreter call (see `batch_max_size`, `batch_max_wait_ms`). Off by default: on 2
+    cores it lost to plain per-request inference at concurrency 1, 8 and 64 (README)."""
 
     batch_max_size: int = Field(default=32, ge=1, le=1024)
     """Most images in one micro-batch."""
