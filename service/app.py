@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Any
@@ -22,12 +22,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
 from service.auth import ApiKeyAuth
+from service.error_response import error_response
 from service.errors import DigitsError
 from service.interop import install_interop
 from service.predictor import Predictor
 from service.request_timeout import RequestTimeout
 from service.routes import STATIC_DIR, router
-from service.schemas import ErrorDetail, ErrorResponse
 from service.settings import Settings
 from service.v2 import is_v2_request, v2_error_response
 
@@ -105,19 +105,6 @@ async def handle_error(request: Request, error: Exception) -> Response:
         return respond(status, code, message, headers=error.headers)
     logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
     return respond(500, "internal_error", "internal server error")
-
-
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    index: int | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Response:
-    body = ErrorResponse(error=ErrorDetail(code=code, message=message, index=index))
-    return Response(
-        body.model_dump_json(), status_code=status, headers=headers, media_type="application/json"
-    )
 
 
 def _validation_message(errors: Any) -> tuple[str, int | None]:

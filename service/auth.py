@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import Response
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.schemas import ErrorDetail, ErrorResponse
+from service.error_response import error_response
 
 PROTECTED_PREFIXES: tuple[str, ...] = ("/v1", "/v2")
 OPEN_PREFIXES: tuple[str, ...] = ("/v2/health",)
@@ -47,17 +46,11 @@ class ApiKeyAuth:
             await self.app(scope, receive, send)
             return
         message = "missing API key" if presented is None else "invalid API key"
-        body = ErrorResponse(
-            error=ErrorDetail(
-                code="unauthorized",
-                message=f"{message}: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-            )
-        )
-        response = Response(
-            body.model_dump_json(),
-            status_code=401,
+        response = error_response(
+            401,
+            "unauthorized",
+            f"{message}: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
             headers={"WWW-Authenticate": "Bearer"},
-            media_type="application/json",
         )
         await response(scope, receive, send)
 

@@ -17,10 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from fastapi import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.schemas import ErrorDetail, ErrorResponse
+from service.error_response import error_response
 
 
 class RequestTimeout:
@@ -70,14 +69,8 @@ class RequestTimeout:
         else:
             status, code = 504, "request_timeout"
             message = f"the request did not complete within {self.seconds:g} s; try again later"
-        body = ErrorResponse(error=ErrorDetail(code=code, message=message))
-        response = Response(
-            body.model_dump_json(),
-            status_code=status,
-            media_type="application/json",
-            # The abandoned body or work is still tied to this connection: do not reuse it.
-            headers={"Connection": "close"},
-        )
+        # The abandoned body or work is still tied to this connection: do not reuse it.
+        response = error_response(status, code, message, headers={"Connection": "close"})
         await response(scope, receive, send)
 
 
