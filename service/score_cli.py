@@ -4,7 +4,8 @@ A client, not part of the server: it needs only httpx and tqdm (the `client` ext
 imports neither TensorFlow nor numpy nor the server's modules, so it installs anywhere.
 Each batch goes to `/v1/predict`; 503s (model loading, draining), gateway errors and
 connection failures are retried with exponential backoff; an image the server rejects
-is reported on its own and the rest of its batch is sent again without it.
+is reported on its own and the rest of its batch is sent again without it. A batch over
+the server's images-per-request limit is split to that limit, learnt from the 422.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import base64
 import csv
 import glob
 import json
+import re
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -28,6 +31,10 @@ from tqdm import tqdm
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 COLUMNS = ("path", "digit", "confidence", "error")
+# How /v1/predict says a batch is over DIGITS_MAX_IMAGES. Its code, `invalid_request`, is
+# shared with other rules, and `GET /v1/model` does not publish the limit: the message is
+# the only place the number is.
+TOO_MANY_IMAGES = re.compile(r"at most (\d+) images per request")
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,8 @@ class Scorer:
         self.retries = retries
         self.backoff = backoff
         self.client = httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=64))
+        self.max_images: int | None = None  # the server's limit, once a 422 told us
+        self._limit_lock = threading.Lock()
 
     def score(self, paths: list[Path]) -> list[Result]:
         results: dict[int, Result] = {}
@@ -73,6 +82,11 @@ class Scorer:
         self, items: list[tuple[int, str]]
     ) -> Iterator[tuple[int, tuple[int | None, float | None, str | None]]]:
         while items:
+            limit = self.max_images
+            if limit is not None and len(items) > limit:
+                for start in range(0, len(items), limit):
+                    yield from self._score_items(items[start : start + limit])
+                return
             payload = {"images": [{"data": data} for _, data in items], "top_k": 1}
             try:
                 response = self._post(payload)
@@ -88,6 +102,8 @@ class Scorer:
             if response.status_code == 422 and index is not None and 0 <= index < len(items):
                 # One bad image: report it, send the others again.
                 yield items.pop(index)[0], (None, None, message)
+            elif response.status_code == 422 and self._learn_limit(message, len(items)):
+                continue  # the loop's first step now splits the batch
             elif response.status_code == 413 and len(items) > 1:
                 half = len(items) // 2  # a body over the limit: halve the batch until it fits
                 yield from self._score_items(items[:half])
@@ -96,6 +112,25 @@ class Scorer:
             else:
                 yield from ((position, (None, None, message)) for position, _ in items)
                 return
+
+    def _learn_limit(self, message: str, sent: int) -> bool:
+        """Whether `message` says the server takes fewer than `sent` images per request;
+        if so, remember its limit (for every thread's batches) and say so once."""
+        match = TOO_MANY_IMAGES.search(message)
+        if match is None or not 1 <= int(match[1]) < sent:
+            return False  # not that error, or a limit that would not help: report as is
+        limit = int(match[1])
+        with self._limit_lock:
+            if self.max_images is not None and self.max_images <= limit:
+                return True  # another thread learnt it first (and said so)
+            self.max_images = limit
+        # tqdm.write: printed above any progress bar, not through it.
+        tqdm.write(
+            f"digits-score: the server takes at most {limit} images per request; "
+            f"sending batches of {limit}",
+            file=sys.stderr,
+        )
+        return True
 
     def _post(self, payload: dict[str, Any]) -> httpx.Response:
         problem = ""

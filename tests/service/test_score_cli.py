@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -20,6 +21,7 @@ from service.predictor import Predictor
 from service.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.loopback_server import free_port, live_server
+from tests.subprocess_server import server_process
 from tests.uploads import encode_jpeg, encode_png, paper_photo
 
 Digits = tuple[np.ndarray, np.ndarray]
@@ -210,3 +212,72 @@ def test_the_client_imports_neither_tensorflow_nor_the_server() -> None:
     )
     top_level = {name.split(".")[0] for name in json.loads(result.stdout)}
     assert not top_level & {"tensorflow", "keras", "numpy", "PIL", "fastapi", "ai_edge_litert"}
+
+
+def _predict_requests(metrics_text: str) -> dict[str, float]:
+    """`/v1/predict` requests the server answered, by status, from its `/metrics` page."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == "digits_http_requests_total" and (
+                sample.labels.get("route") == "/v1/predict"
+            ):
+                counts[sample.labels["status"]] = sample.value
+    return counts
+
+
+def test_batches_over_the_servers_limit_are_split(tmp_path: Path, clear_digits: Digits) -> None:
+    """`--batch-size 10` against a real server taking at most 4 images per request: the
+    CLI learns the limit from the first 422, says so once, and scores every image."""
+    images, labels = clear_digits
+    expected = {}
+    for i in range(25):  # batches of 10, 10 and 5
+        path = tmp_path / f"{i:02d}.png"
+        path.write_bytes(encode_png(images[i]))
+        expected[str(path)] = int(labels[i])
+    env = {"DIGITS_MAX_IMAGES": "4", "DIGITS_WORKERS": "1"}  # one process: one /metrics
+    with server_process(env) as server:
+        result = _score(
+            str(tmp_path), "--url", server.url, "--batch-size", "10", "--concurrency", "2"
+        )
+        requests = _predict_requests(httpx.get(server.url + "/metrics", timeout=10).text)
+
+    assert result.returncode == 0, result.stderr
+    rows = _rows(result.stdout)
+    assert {row["path"]: int(row["digit"]) for row in rows} == expected
+    assert [row["path"] for row in rows] == sorted(expected)
+    notice = "digits-score: the server takes at most 4 images per request; sending batches of 4"
+    assert result.stderr.count(notice) == 1, result.stderr
+    assert "25 images scored, 0 errors" in result.stderr
+    # Only the two batches sent before the limit was known met a 422; the third was split
+    # up front. 10 + 10 + 5 images in requests of at most 4: 3 + 3 + 2 accepted requests.
+    assert 1 <= requests.get("422", 0) <= 2, requests
+    assert requests.get("200") == 8, requests
+
+
+def test_a_limit_that_does_not_help_is_reported_not_looped_on(tmp_path: Path) -> None:
+    """A server (or proxy) claiming a limit of 4 even for batches of 4 or fewer: every
+    image gets that error, none is dropped, and the CLI stops asking."""
+    from service.score_cli import Scorer
+
+    sizes: list[int] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        sizes.append(len(json.loads(request.content)["images"]))
+        message = f"images: at most 4 images per request, got {sizes[-1]}"
+        return httpx.Response(422, json={"error": {"code": "invalid_request", "message": message}})
+
+    paths = []
+    for i in range(10):
+        paths.append(tmp_path / f"{i}.png")
+        paths[-1].write_bytes(b"any bytes: the server never looks")
+    scorer = Scorer("http://digits.test", timeout=5, retries=0, backoff=0)
+    scorer.client = httpx.Client(transport=httpx.MockTransport(refuse))
+
+    results = scorer.score(paths)
+
+    assert [r.path for r in results] == [str(p) for p in paths]
+    assert all(r.digit is None and r.error and "at most 4 images" in r.error for r in results)
+    assert sizes == [10, 4, 4, 2]  # split once to the limit, then each refusal reported
