@@ -1,4 +1,4 @@
-"""The FastAPI application: factory, lifespan, the one error shape, the body limit.
+"""The FastAPI application: factory, lifespan, and the one exception handler.
 
 `create_app(settings)` builds an app around any model, so tests can point it at
 whatever they need; it can also take a `Predictor` that is already loaded (the
@@ -7,6 +7,7 @@ CLI loads before binding the port, so a bad model never starts a server).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -18,18 +19,17 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
 from service.auth import ApiKeyAuth
-from service.error_response import error_response
+from service.body_limit import BodySizeLimit
+from service.error_response import error_response_for
 from service.errors import DigitsError
 from service.interop import install_interop
 from service.predictor import Predictor
 from service.request_timeout import RequestTimeout
 from service.routes import STATIC_DIR, router
 from service.settings import Settings
-from service.v2 import is_v2_request, v2_error_response
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +81,8 @@ def _load_in_background(predictor: Predictor) -> None:
 
 
 async def handle_error(request: Request, error: Exception) -> Response:
-    # The Open Inference Protocol has its own, flat shape: {"error": "message"}.
-    respond = v2_error_response if is_v2_request(request.scope) else error_response
+    # The shape follows the path: /v2 speaks the Open Inference Protocol's flat one.
+    respond = functools.partial(error_response_for, request.scope)
     if isinstance(error, DigitsError):
         return respond(error.status_code, error.code, error.message, error.index)
     if isinstance(error, RequestValidationError):
@@ -125,75 +125,3 @@ def _validation_message(errors: Any) -> tuple[str, int | None]:
     # Errors inside one image name it, like errors found while decoding it.
     index = location[1] if len(location) > 1 and location[0] == "images" else None
     return message, index if isinstance(index, int) else None
-
-
-class _BodyTooLargeError(Exception):
-    pass
-
-
-class BodySizeLimit:
-    """413 for bodies over `max_bytes`, without reading them into memory.
-
-    Pure ASGI (not BaseHTTPMiddleware, which buffers): a declared Content-Length over the
-    limit is refused before the body is read; a chunked body is counted as it streams
-    and abandoned as soon as it passes the limit.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if _declared_length(scope) > self.max_bytes:
-            await self._too_large(scope)(scope, receive, send)
-            return
-
-        received = 0
-        exceeded = started = False
-
-        async def counting_receive() -> Message:
-            nonlocal received, exceeded
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    exceeded = True
-                    raise _BodyTooLargeError
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal started
-            # Frameworks turn a failed body read into their own 400; ours wins.
-            if exceeded:
-                return
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, guarded_send)
-        except Exception:
-            if not exceeded:
-                raise
-        if exceeded and not started:
-            await self._too_large(scope)(scope, receive, send)
-
-    def _too_large(self, scope: Scope) -> Response:
-        message = f"request body is over the limit of {self.max_bytes} bytes"
-        respond = v2_error_response if is_v2_request(scope) else error_response
-        response = respond(413, "payload_too_large", message)
-        # The rest of the body is unwanted: close the connection instead of reading it all.
-        response.headers["connection"] = "close"
-        return response
-
-
-def _declared_length(scope: Scope) -> int:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return 0
-    return 0

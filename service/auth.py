@@ -14,7 +14,7 @@ import hmac
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.error_response import error_response
+from service.error_response import error_response_for, route_path
 
 PROTECTED_PREFIXES: tuple[str, ...] = ("/v1", "/v2")
 OPEN_PREFIXES: tuple[str, ...] = ("/v2/health",)
@@ -37,7 +37,7 @@ class ApiKeyAuth:
         self._key = api_key.get_secret_value().encode() if api_key is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._key is None or scope["type"] != "http" or not is_protected(_route_path(scope)):
+        if self._key is None or scope["type"] != "http" or not is_protected(route_path(scope)):
             await self.app(scope, receive, send)
             return
         presented = _presented_key(scope)
@@ -46,20 +46,14 @@ class ApiKeyAuth:
             await self.app(scope, receive, send)
             return
         message = "missing API key" if presented is None else "invalid API key"
-        response = error_response(
+        response = error_response_for(
+            scope,
             401,
             "unauthorized",
             f"{message}: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
         await response(scope, receive, send)
-
-
-def _route_path(scope: Scope) -> str:
-    # Behind a proxy prefix, routes match the path below `root_path`; so must we.
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def _presented_key(scope: Scope) -> bytes | None:

@@ -18,8 +18,9 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic.json_schema import models_json_schema
 
+from service.error_response import is_v2_request
 from service.schemas import ErrorResponse
-from service.v2 import OPENAPI_MODELS, is_v2_request
+from service.v2 import OPENAPI_MODELS
 from service.v2_schemas import V2ErrorResponse
 
 COMPONENTS = "#/components/schemas/"

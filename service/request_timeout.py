@@ -19,7 +19,7 @@ import contextlib
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.error_response import error_response
+from service.error_response import error_response_for
 
 
 class RequestTimeout:
@@ -70,7 +70,7 @@ class RequestTimeout:
             status, code = 504, "request_timeout"
             message = f"the request did not complete within {self.seconds:g} s; try again later"
         # The abandoned body or work is still tied to this connection: do not reuse it.
-        response = error_response(status, code, message, headers={"Connection": "close"})
+        response = error_response_for(scope, status, code, message, headers={"Connection": "close"})
         await response(scope, receive, send)
 
 

@@ -1,17 +1,16 @@
 """Open Inference Protocol (KServe V2 / Triton HTTP/REST) routes: thin, over `OpenInference`.
 
-Errors under `/v2` take the protocol's flat shape `{"error": "message"}`: the app's one
-error handler asks `is_v2_request` and answers with `v2_error_response`.
+Errors under `/v2` take the protocol's flat shape `{"error": "message"}`, whichever layer
+refuses the request (`service/error_response.py` chooses the shape by path).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
-from starlette.types import Scope
 
+from service.error_response import V2_PREFIX
 from service.v2_inference import OpenInference
 from service.v2_schemas import (
     InferRequest,
@@ -25,33 +24,10 @@ from service.v2_schemas import (
 )
 from service.v2_tensors import HEADER_LENGTH
 
-PREFIX = "/v2"
+PREFIX = V2_PREFIX
 MODEL_NAME_EXAMPLE = "mnist-digits-cnn"
 
 router = APIRouter(prefix=PREFIX, tags=["open inference protocol (v2)"])
-
-
-def is_v2_request(scope: Scope) -> bool:
-    """Whether the request is under /v2 (the root path, if any, stripped)."""
-    path: str = scope.get("path", "")
-    root = scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :]
-    return path == PREFIX or path.startswith(PREFIX + "/")
-
-
-def v2_error_response(
-    status: int,
-    code: str,
-    message: str,
-    index: int | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Response:
-    """`error_response`'s signature, the protocol's flat shape (code and index are dropped)."""
-    body = V2ErrorResponse(error=message)
-    return Response(
-        body.model_dump_json(), status_code=status, headers=headers, media_type="application/json"
-    )
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:

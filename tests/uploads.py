@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import functools
 import io
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
 
+from tests.shared_data import SAMPLE_NPZ, shared_mnist
 from trainer.data import read_idx_images, read_idx_labels
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
-SAMPLE_NPZ = Path(__file__).resolve().parent / "data" / "mnist_test_sample.npz"
 
 STYLES: tuple[str, ...] = (
     "mnist_png",  # the digit itself, 28×28 grey PNG: the control
@@ -42,10 +38,12 @@ def load_test_digits(count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
 
 @functools.lru_cache(maxsize=1)
 def _test_digits() -> tuple[np.ndarray, np.ndarray]:
-    images_path = SHARED_MNIST / "t10k-images-idx3-ubyte.gz"
-    labels_path = SHARED_MNIST / "t10k-labels-idx1-ubyte.gz"
-    if images_path.is_file() and labels_path.is_file():
-        return read_idx_images(images_path), read_idx_labels(labels_path)
+    folder = shared_mnist()
+    if folder is not None:
+        return (
+            read_idx_images(folder / "t10k-images-idx3-ubyte.gz"),
+            read_idx_labels(folder / "t10k-labels-idx1-ubyte.gz"),
+        )
     with np.load(SAMPLE_NPZ, allow_pickle=False) as archive:
         return archive["images"], archive["labels"]
 

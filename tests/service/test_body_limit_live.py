@@ -1,12 +1,19 @@
-"""The body limit on a real server, over raw sockets: a huge declared Content-Length and
-an endless chunked upload both get 413 long before the body could have been buffered."""
+"""The body limit on a real server: a huge declared Content-Length and an endless chunked
+upload both get 413 long before the body could have been buffered, and clients that send
+the whole body before reading (urllib, curl, httpx) read that 413 rather than a reset."""
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.subprocess_server import ServerProcess, server_process
@@ -82,3 +89,62 @@ def _closed(connection: socket.socket) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+# Lingering close: a body over the limit is answered with the whole 413 first, then
+# drained (up to twice the limit) so that clients still sending can read the answer.
+BIG_LIMIT = 16 * 1024 * 1024
+OVERSIZED = b"x" * (BIG_LIMIT * 3 // 2)  # 24 MiB: over the limit, within the drain bound
+
+
+@pytest.fixture(scope="module")
+def roomy_server() -> Iterator[ServerProcess]:
+    env = {"DIGITS_MAX_BODY_BYTES": str(BIG_LIMIT), "DIGITS_WORKERS": "1"}
+    with server_process(env) as running:
+        yield running
+
+
+def _assert_413_json(status: int, body: bytes) -> None:
+    assert status == 413
+    assert json.loads(body)["error"]["code"] == "payload_too_large"
+
+
+def test_urllib_reads_the_413_instead_of_a_reset(roomy_server: ServerProcess) -> None:
+    """http.client writes the whole body before reading: the server must not hang up first."""
+    rss_before = _rss_kib(roomy_server.process.pid)
+    for _ in range(3):
+        request = urllib.request.Request(
+            roomy_server.url + "/v1/predict",
+            data=OVERSIZED,
+            headers={"Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        _assert_413_json(refused.value.code, refused.value.read())
+    # 72 MiB discarded in all; none of it may stay in (or pass through) the server's memory.
+    assert _rss_kib(roomy_server.process.pid) - rss_before < 8 * 1024
+
+
+def test_httpx_reads_the_413(roomy_server: ServerProcess) -> None:
+    for content in (OVERSIZED, iter([OVERSIZED[: BIG_LIMIT // 2]] * 3)):  # sized, then chunked
+        response = httpx.post(
+            roomy_server.url + "/v1/predict",
+            content=content,
+            headers={"Content-Type": "application/json"},
+            timeout=30,
+        )
+        _assert_413_json(response.status_code, response.content)
+
+
+@pytest.mark.parametrize("expect", ["100-continue", ""], ids=["expect-continue", "no-expect"])
+def test_curl_reads_the_413(roomy_server: ServerProcess, tmp_path: Path, expect: str) -> None:
+    body = tmp_path / "body.json"
+    body.write_bytes(OVERSIZED)
+    result = subprocess.run(
+        ["curl", "-sS", "-H", "Content-Type: application/json", "-H", f"Expect: {expect}",
+         "--data-binary", f"@{body}", "-w", "\n%{http_code}", roomy_server.url + "/v1/predict"],
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    payload, _, status = result.stdout.rpartition(b"\n")
+    _assert_413_json(int(status), payload)

@@ -558,9 +558,10 @@ def test_blank_images_have_no_digit(make: Callable[[], bytes]) -> None:
 def test_committed_sample_matches_the_real_test_split(monkeypatch: pytest.MonkeyPatch) -> None:
     """A fresh clone has no ../shared: the committed sample must be the same digits."""
     from tests import uploads
+    from tests.shared_data import NO_SHARED_ENV
 
     shared = uploads.load_test_digits(50)
-    monkeypatch.setattr(uploads, "SHARED_MNIST", uploads.REPO_ROOT / "no-such-folder")
+    monkeypatch.setenv(NO_SHARED_ENV, "1")
     uploads._test_digits.cache_clear()
     try:
         images, labels = uploads.load_test_digits(50)

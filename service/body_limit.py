@@ -1,0 +1,142 @@
+"""413 for request bodies over `DIGITS_MAX_BODY_BYTES`, as pure ASGI, with a lingering close.
+
+Pure ASGI (not BaseHTTPMiddleware, which buffers): a declared Content-Length over the
+limit is refused before the body is read; a chunked body is counted as it streams and
+abandoned as soon as it passes the limit.
+
+Answering and closing at once is not enough: a client that writes its whole body before
+it reads (Python's `http.client`/`urllib`, for one) is still sending when the server
+closes, and the kernel answers the unread data with a reset, so the client sees
+`ConnectionResetError` instead of the 413. Like nginx's lingering close, the whole 413
+is written first, then the rest of the body is read and thrown away — bounded in bytes
+and in time, never buffered — and only then is the connection closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.error_response import error_response_for
+
+# How long, in all, a refused body is drained before the connection is closed; and how
+# long one read may stall. nginx uses 30 s and 5 s; an honest client on any network
+# worth serving from delivers the rest of a body of a few times the limit far sooner.
+LINGER_SECONDS = 10.0
+LINGER_READ_SECONDS = 2.0
+# Drain at most this many times the limit: a body that is larger still gets its 413
+# written first, but is then cut off; reading it all would let anyone keep a
+# connection busy for free.
+LINGER_LIMIT_MULTIPLE = 2
+
+
+class _BodyTooLargeError(Exception):
+    pass
+
+
+class BodySizeLimit:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _declared_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            # Nothing read yet. A client that asked before sending (`Expect: 100-continue`)
+            # takes the 413 instead of the go-ahead and never sends: nothing to drain.
+            linger = not _expects_continue(scope) and (
+                declared <= LINGER_LIMIT_MULTIPLE * self.max_bytes
+            )
+            await self._refuse(scope, receive, send, received=0, linger=linger)
+            return
+
+        received = 0
+        exceeded = started = finished = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, exceeded, finished
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                finished = not message.get("more_body", False)
+                if received > self.max_bytes:
+                    exceeded = True
+                    raise _BodyTooLargeError
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            # Frameworks turn a failed body read into their own 400; ours wins.
+            if exceeded:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await self._refuse(scope, receive, send, received=received, linger=not finished)
+
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, *, received: int, linger: bool
+    ) -> None:
+        message = f"request body is over the limit of {self.max_bytes} bytes"
+        # The connection closes after this answer: the rest of the body is not wanted.
+        response = error_response_for(
+            scope, 413, "payload_too_large", message, headers={"Connection": "close"}
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": response.raw_headers,
+            }
+        )
+        # The whole answer goes out now; the response stays open only so that the server
+        # keeps the connection (and the body arriving on it) until the drain is done.
+        await send({"type": "http.response.body", "body": response.body, "more_body": True})
+        if linger:
+            await _drain(receive, budget=LINGER_LIMIT_MULTIPLE * self.max_bytes - received)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _drain(receive: Receive, budget: int) -> None:
+    """Read and discard the request body until it ends, `budget` bytes or the linger time."""
+    deadline = time.monotonic() + LINGER_SECONDS
+    while budget > 0:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        try:
+            message = await asyncio.wait_for(receive(), min(remaining, LINGER_READ_SECONDS))
+        except (asyncio.TimeoutError, OSError):
+            return
+        if message["type"] != "http.request":
+            return  # the client went away
+        budget -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
+def _declared_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _expects_continue(scope: Scope) -> bool:
+    return any(
+        name == b"expect" and value.lower() == b"100-continue" for name, value in scope["headers"]
+    )
