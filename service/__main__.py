@@ -31,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if settings.log_level == "trace" else settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Before anything imports prometheus_client, which reads it then (service/workers.py).
+    with workers.metrics_folder():
+        return _serve(settings)
+
+
+def _serve(settings: Settings) -> int:
     # Imported late so that `--help` and settings errors stay instant.
     from service.app import create_app
     from service.predictor import Predictor
@@ -57,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         if settings.interpreter_threads > 1 and not children:
             predictor = Predictor(settings)  # the parent's interpreters' threads did not fork
             predictor.load()
+        if children:  # the parent
+            workers.reap_children_as_they_die(children)
 
     def on_drain() -> None:
         predictor.start_draining()

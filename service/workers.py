@@ -10,22 +10,90 @@ thread yet: the model is loaded on the main thread and the interpreters run with
 thread each (with `interpreter_threads` > 1 a child loads its own).
 
 The parent is a worker too. It forwards SIGTERM/SIGINT to the children and reaps them
-when its own server has stopped; children die with the parent (PR_SET_PDEATHSIG).
+(as they die, and when its own server has stopped); children die with the parent
+(PR_SET_PDEATHSIG).
+
+Every process counts its own requests, so `/metrics` answered by one of them would see a
+fraction of the traffic. prometheus_client's multiprocess mode has each process write its
+metric values to files in one folder, and any process's scrape merges all the files: the
+server makes that folder at start-up (`metrics_folder`) and tells prometheus_client
+about a worker that died (`_reaped`), whose counts stay but which is no longer live.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import logging
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+# prometheus_client reads it when imported, to choose where metric values live.
+METRICS_FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+_PRIVATE_PREFIX = "digits-metrics-"
+_OWNER_LOCK = "owner.lock"
+
+
+@contextlib.contextmanager
+def metrics_folder() -> Iterator[Path]:
+    """The folder for this server's metric values, set in `PROMETHEUS_MULTIPROC_DIR`; call it
+    before anything imports prometheus_client, fork inside it.
+
+    A folder the user set is emptied (values of an earlier server are not this one's) and
+    kept. Otherwise a private one is made in the temp dir (the only writable place in the
+    Kubernetes pod) and removed on exit; one abandoned by a server that was killed is
+    removed by the next server to start, once no process holds its lock.
+    """
+    configured = os.environ.get(METRICS_FOLDER_VARIABLE)
+    if configured:
+        folder = Path(configured)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):
+            stale.unlink()
+        yield folder
+        return
+    _remove_abandoned_folders()
+    folder = Path(tempfile.mkdtemp(prefix=_PRIVATE_PREFIX))
+    # Locked before it gets the name other servers look for: never seen unlocked. Forked
+    # workers share the lock, so it is held until the last process of this server exits.
+    lock = os.open(folder / f"{_OWNER_LOCK}.new", os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    (folder / f"{_OWNER_LOCK}.new").rename(folder / _OWNER_LOCK)
+    os.environ[METRICS_FOLDER_VARIABLE] = str(folder)
+    owner = os.getpid()
+    try:
+        yield folder
+    finally:
+        if os.getpid() == owner:  # a forked worker leaving main() must not remove it
+            shutil.rmtree(folder, ignore_errors=True)
+            del os.environ[METRICS_FOLDER_VARIABLE]
+        os.close(lock)
+
+
+def _remove_abandoned_folders() -> None:
+    for lock_path in Path(tempfile.gettempdir()).glob(f"{_PRIVATE_PREFIX}*/{_OWNER_LOCK}"):
+        try:
+            lock = os.open(lock_path, os.O_RDWR)
+        except OSError:
+            continue  # removed meanwhile, or another user's
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a running server's
+        finally:
+            os.close(lock)
+        logger.info("removing %s, left by a server that did not exit", lock_path.parent)
+        shutil.rmtree(lock_path.parent, ignore_errors=True)
 
 
 def worker_count(setting: int) -> int:
@@ -81,6 +149,20 @@ def stop_children(children: list[int], timeout: float) -> None:
         _reaped(pid, block=True)
 
 
+def reap_children_as_they_die(children: list[int]) -> None:
+    """In the parent: reap a child as soon as it dies, so that it stops being counted live.
+
+    Workers are not replaced: the others take its share of the traffic.
+    """
+
+    def on_child_exit(signum: int, frame: object) -> None:
+        for pid in children:
+            _reaped(pid)
+
+    signal.signal(signal.SIGCHLD, on_child_exit)
+    on_child_exit(signal.SIGCHLD, None)  # one that died before the handler was set
+
+
 def forward_signal(children: list[int], sig: int) -> None:
     for pid in children:
         _signal(pid, sig)
@@ -95,8 +177,17 @@ def _reaped(pid: int, *, block: bool = False) -> bool:
     try:
         done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
     except ChildProcessError:
-        return True
-    return done == pid
+        return True  # reaped already
+    if done != pid:
+        return False
+    folder = os.environ.get(METRICS_FOLDER_VARIABLE)
+    if folder:
+        # Imported here: prometheus_client must not be imported before the folder is set.
+        from prometheus_client import multiprocess
+
+        # Its counters stay (they must never fall); its live gauges go.
+        multiprocess.mark_process_dead(pid, folder)
+    return True
 
 
 def _die_with_parent() -> None:
