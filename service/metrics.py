@@ -7,17 +7,32 @@ proxies below, e.g. `QUEUE_WAIT_SECONDS.observe(seconds)`: the middleware puts t
 app's `Metrics` in a context variable, which asyncio tasks and `run_in_threadpool`
 copy, so observing from a task or worker thread started by the request works too.
 Outside any request the proxies do nothing.
+
+A server with several worker processes (`python -m service`, service/workers.py) sets
+`PROMETHEUS_MULTIPROC_DIR` before prometheus_client is imported: every process then
+writes its values to files there, and `/metrics`, whichever worker answers it, merges
+them all (counters and histograms summed) — one worker's counts alone would read to
+Prometheus as a counter reset at every scrape that lands on another worker.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    multiprocess,
+    values,
+)
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -42,6 +57,7 @@ class Metrics:
     def __init__(self, predictor: Predictor) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
+        folder = _multiprocess_folder()
         labels = ("method", "route", "status")
         self.requests = Counter(
             "digits_http_requests",
@@ -74,7 +90,20 @@ class Metrics:
             buckets=INFERENCE_BUCKETS,
             registry=registry,
         )
-        registry.register(_ModelCollector(predictor))
+        self.worker_processes = Gauge(
+            "digits_worker_processes",
+            "Server processes answering requests, all counted in every scrape.",
+            registry=registry,
+            multiprocess_mode="livesum",  # each live worker adds its 1; a dead one is gone
+        )
+        self.worker_processes.set(1)
+        if folder is not None:
+            # Only the files hold every worker's values; the metrics above write to them.
+            self.registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.registry, path=folder)
+        # Read at scrape time from the worker answering: all workers serve the same model
+        # (forked once it was verified) and start draining together.
+        self.registry.register(_ModelCollector(predictor))
         # Labelled children, cached: `labels()` costs a lock and a few µs per request.
         # Bounded: routes are templates, methods and statuses are few.
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -91,6 +120,15 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _multiprocess_folder() -> str | None:
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder is not None and values.ValueClass is values.MutexValue:
+        # The values of metrics made now would not reach the files: each scrape would
+        # again report one process, silently.
+        raise RuntimeError("PROMETHEUS_MULTIPROC_DIR was set after prometheus_client was imported")
+    return folder
 
 
 class AppHistogram:
@@ -150,11 +188,26 @@ class MetricsMiddleware:
             return
         status = 500  # what the client gets if the app raises before answering
         start = time.perf_counter()
+        recorded = False
+
+        def record() -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                counter, histogram = self.metrics.series(
+                    scope["method"], _route_template(scope), status
+                )
+                counter.inc()
+                histogram.observe(time.perf_counter() - start)
 
         async def send_and_note_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # Before the last bytes go: a client holding its whole response that then
+                # scrapes (another worker, perhaps) must find the request counted.
+                record()
             await send(message)
 
         token = _current.set(self.metrics)
@@ -162,11 +215,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_and_note_status)
         finally:
             _current.reset(token)
-            counter, histogram = self.metrics.series(
-                scope["method"], _route_template(scope), status
-            )
-            counter.inc()
-            histogram.observe(time.perf_counter() - start)
+            record()  # no complete response: an error, or the client went away
 
 
 def _route_template(scope: Scope) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable
 
@@ -10,7 +11,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+from starlette.types import Message, Receive, Scope, Send
 
+from service.metrics import MetricsMiddleware
 from service.model_card import ModelCard
 from tests.uploads import encode_png
 
@@ -99,6 +102,7 @@ def test_model_info(client: TestClient, model_card: ModelCard) -> None:
     }
     assert info.value == 1
     assert metrics["digits_model_ready"][0].value == 1
+    assert metrics["digits_worker_processes"][0].value == 1  # in-process: one app, one worker
 
 
 def test_refused_requests_are_counted(make_app: Callable[..., FastAPI]) -> None:
@@ -118,3 +122,31 @@ def test_each_app_has_its_own_registry(make_app: Callable[..., FastAPI]) -> None
         count = "digits_http_requests_total"
         assert _value(_scrape(first)["digits_http_requests"], count, route="/healthz") == 3
         assert _value(_scrape(second)["digits_http_requests"], count, route="/healthz") == 1
+
+
+def test_a_request_is_counted_before_its_last_bytes_are_sent(
+    make_app: Callable[..., FastAPI],
+) -> None:
+    # A client holding its whole response that then scrapes (perhaps another worker of the
+    # same server) must find its request counted.
+    metrics = make_app().state.metrics
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        await send({"type": "http.response.body", "body": b"b"})
+
+    counted_when_sent = []
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            families = text_string_to_metric_families(metrics.exposition().decode())
+            requests = {f.name: f.samples for f in families}["digits_http_requests"]
+            counted_when_sent.append(_value(requests, "digits_http_requests_total", status="200"))
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    scope = {"type": "http", "method": "GET", "path": "/stream", "headers": []}
+    asyncio.run(MetricsMiddleware(app, metrics)(scope, receive, send))
+    assert counted_when_sent == [0, 1]
