@@ -66,7 +66,38 @@ class LatencyMeasurement(_Strict):
     single_image_us: float = Field(description="median invoke time for one image, microseconds")
     batch256_images_per_s: float = Field(description="images per second at batch 256")
     num_threads: int = 1
-    machine: str = Field(description="CPU the figures were measured on")
+    machine: str = Field(
+        description="CPU the figures were measured on: model name and its relevant vector flags"
+    )
+    cpu_flags: list[str] | None = Field(
+        default=None,
+        description="which of avx2, fma, avx512f, avx512_vnni, avx_vnni the CPU has: "
+        "the choice between dynamic-range and full-int8 depends on them",
+    )
+
+
+class ProbabilityQuality(_Strict):
+    """How good the probabilities are on the test split, not only the top-1 answers."""
+
+    accuracy: float
+    nll: float = Field(description="mean negative log-likelihood of the true label, nats")
+    ece: float = Field(
+        description="expected calibration error of the top probability, 15 equal-width bins"
+    )
+    mean_confidence: float
+    mean_confidence_correct: float | None = Field(
+        default=None, description="mean top probability on the correct answers"
+    )
+    mean_confidence_wrong: float | None = Field(
+        default=None, description="mean top probability on the wrong answers"
+    )
+
+
+class CalibrationEffect(_Strict):
+    """One artifact's probability quality without and with the calibration."""
+
+    before: ProbabilityQuality
+    after: ProbabilityQuality
 
 
 class Artifact(_Strict):
@@ -87,6 +118,10 @@ class Artifact(_Strict):
         description="test accuracy minus the float Keras model's, in percentage points",
     )
     latency: LatencyMeasurement | None = None
+    calibration: CalibrationEffect | None = Field(
+        default=None,
+        description="test-split quality before and after calibration (this file is the after)",
+    )
 
 
 class ClassReport(_Strict):
@@ -111,6 +146,11 @@ class DataProvenance(_Strict):
     train_count: int
     validation_count: int
     test_count: int
+    source_train_count: int | None = Field(
+        default=None,
+        description="training images the source holds, before any --train-limit and the "
+        "validation split",
+    )
 
 
 class TrainingConfig(_Strict):
@@ -128,6 +168,26 @@ class TrainingConfig(_Strict):
     keras_version: str
 
 
+class Calibration(_Strict):
+    """Temperature scaling, fitted on the validation split, already inside every artifact."""
+
+    method: Literal["temperature_scaling"] = "temperature_scaling"
+    temperature: float = Field(gt=0, description="the final layer's logits are divided by this")
+    fitted_on: str = Field(description="the data T was fitted on (never the test split)")
+    fitted_count: int
+    folded_into_artifacts: Literal[True] = Field(
+        default=True,
+        description="the final layer's kernel and bias are divided by T in every exported "
+        "file, so their outputs are already calibrated and the runtime applies nothing",
+    )
+    ece_bins: int = 15
+    validation_nll_before: float
+    validation_nll_after: float
+    reliability_diagram: str | None = Field(
+        default=None, description="PNG beside the card: reliability before and after"
+    )
+
+
 class ModelCard(_Strict):
     """Everything the service needs to verify and describe a trained model."""
 
@@ -143,6 +203,7 @@ class ModelCard(_Strict):
     training: TrainingConfig
     data: DataProvenance
     metrics: Metrics
+    calibration: Calibration | None = None
 
     @model_validator(mode="after")
     def _serving_default_is_a_tflite_artifact(self) -> ModelCard:
