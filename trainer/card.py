@@ -12,6 +12,8 @@ import tensorflow as tf
 
 from service.model_card import (
     Artifact,
+    Calibration,
+    CalibrationEffect,
     ClassReport,
     DataProvenance,
     LatencyMeasurement,
@@ -70,9 +72,11 @@ def choose_serving_default(
         f"{(value[2] - keras_accuracy) * 100:+.2f} pp"
         for key, value in sorted(quantized.items())
     )
+    machine = eligible[chosen][3].machine
     return chosen, (
         f"fastest quantized variant within {max_drop_pp} pp of the float model's accuracy "
-        f"on this machine ({figures})"
+        f"on this machine, {machine} ({figures}); full int8 gains most on CPUs with "
+        "AVX-512 VNNI or AVX-VNNI"
     )
 
 
@@ -82,6 +86,8 @@ def build_card(
     folder: Path,
     variants: list[TfliteVariant],
     measurements: dict[str, Measurement],
+    effects: dict[str, CalibrationEffect],
+    calibration: Calibration,
     serving_default: str,
     serving_default_reason: str,
     keras_accuracy: float,
@@ -90,6 +96,7 @@ def build_card(
     matrix: np.ndarray,
     data: MnistData,
     counts: tuple[int, int, int],
+    source_train_count: int,
     parameters: int,
     training_seconds: float,
     created_at: datetime,
@@ -104,6 +111,7 @@ def build_card(
             size_bytes=h5_path.stat().st_size,
             test_accuracy=round(keras_accuracy, 6),
             accuracy_delta_pp=0.0,
+            calibration=effects.get("keras"),
         )
     }
     for variant in variants:
@@ -120,6 +128,7 @@ def build_card(
             test_accuracy=round(accuracy, 6),
             accuracy_delta_pp=round((accuracy - keras_accuracy) * 100, 3),
             latency=latency,
+            calibration=effects.get(variant.key),
         )
     train_count, validation_count, test_count = counts
     return ModelCard(
@@ -150,6 +159,7 @@ def build_card(
             train_count=train_count,
             validation_count=validation_count,
             test_count=test_count,
+            source_train_count=source_train_count,
         ),
         metrics=Metrics(
             keras_test_accuracy=round(keras_accuracy, 6),
@@ -157,4 +167,5 @@ def build_card(
             per_class=report,
             confusion_matrix=matrix.tolist(),
         ),
+        calibration=calibration,
     )

@@ -11,6 +11,17 @@ import numpy as np
 from service.interpreter import LiteRTModel
 from service.model_card import LatencyMeasurement
 
+# The flags that decide how fast quantized kernels run: AVX2/FMA for the float and
+# dynamic-range paths, AVX-512 and the VNNI dot-product instructions for full int8.
+RELEVANT_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni")
+
+
+def tflite_probabilities(model: LiteRTModel, images: np.ndarray) -> np.ndarray:
+    """`images` float32 (N, 28, 28, 1) in [0, 1] → probabilities as the service returns them."""
+    from trainer.calibrate import normalized
+
+    return normalized(model.predict(images))
+
 
 def tflite_accuracy(model: LiteRTModel, images: np.ndarray, labels: np.ndarray) -> float:
     """`images` float32 (N, 28, 28, 1) in [0, 1]."""
@@ -18,14 +29,34 @@ def tflite_accuracy(model: LiteRTModel, images: np.ndarray, labels: np.ndarray) 
     return float((predicted == labels).mean())
 
 
-def cpu_name() -> str:
+def _cpuinfo_field(name: str) -> str | None:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.split(":", 1)[0].strip() == name:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_flags() -> list[str] | None:
+    """Which of `RELEVANT_CPU_FLAGS` this CPU has; None where /proc/cpuinfo is unavailable."""
+    flags = _cpuinfo_field("flags")
+    if flags is None:
+        return None
+    present = set(flags.split())
+    return [flag for flag in RELEVANT_CPU_FLAGS if flag in present]
+
+
+def cpu_name() -> str:
+    """Model name and relevant flags, e.g. "AMD EPYC (avx2, fma; no avx512f, ...)"."""
+    name = _cpuinfo_field("model name") or platform.processor() or platform.machine()
+    flags = cpu_flags()
+    if flags is None:
+        return name
+    missing = [flag for flag in RELEVANT_CPU_FLAGS if flag not in flags]
+    has = ", ".join(flags) or "none of " + "/".join(RELEVANT_CPU_FLAGS)
+    return f"{name} ({has}{'; no ' + ', '.join(missing) if missing else ''})"
 
 
 def _median_seconds(model: LiteRTModel, batch: np.ndarray, repeats: int) -> float:
@@ -56,4 +87,5 @@ def measure_latency(
         batch256_images_per_s=round(len(batch) / batch_seconds, 0),
         num_threads=1,
         machine=cpu_name(),
+        cpu_flags=cpu_flags(),
     )

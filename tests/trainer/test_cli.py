@@ -18,6 +18,8 @@ def test_quick_preset_and_overrides() -> None:
     assert options.epochs == 2 and options.train_limit == 500 and not options.augment
     defaults = options_from_args(build_parser().parse_args([]))
     assert defaults.epochs >= 20 and defaults.augment and defaults.architecture == "digits_cnn"
+    # Calibration is temperature scaling; label smoothing would cap the confidence.
+    assert defaults.label_smoothing == 0.0
 
 
 def test_seed_architecture_is_available() -> None:

@@ -1,0 +1,42 @@
+"""Probability quality of `.tflite` files on the test split, in LiteRT, as the service returns them.
+
+    python -m trainer.check_model models/mnist_cnn_dynamic.tflite [--data FOLDER]
+
+Prints accuracy, NLL, ECE (15 equal-width bins) and mean confidence overall, on the
+correct and on the wrong answers: the card's figures, re-measured from the file alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from service.interpreter import LiteRTModel
+from trainer.calibrate import probability_quality
+from trainer.data import load_mnist
+from trainer.measure import tflite_probabilities
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer.check_model")
+    parser.add_argument("models", nargs="+", type=Path, help=".tflite files")
+    parser.add_argument("--data", help="MNIST folder or .npz (default: as the trainer)")
+    args = parser.parse_args(argv)
+    data = load_mnist(args.data)
+    images = (data.test_images.astype("float32") / 255.0)[..., None]
+    print(f"{len(images)} test images from {data.source}")
+    for path in args.models:
+        probabilities = tflite_probabilities(LiteRTModel(path.read_bytes()), images)
+        quality = probability_quality(probabilities, data.test_labels)
+        wrong = quality.mean_confidence_wrong
+        print(
+            f"{path}: accuracy {quality.accuracy:.2%}, NLL {quality.nll:.4f}, "
+            f"ECE {quality.ece:.2%}, mean confidence {quality.mean_confidence:.4f} "
+            f"(correct {quality.mean_confidence_correct or 0:.4f}, "
+            f"wrong {'n/a' if wrong is None else f'{wrong:.4f}'})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
