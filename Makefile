@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
-DATA ?= $(or $(DIGITS_MNIST_DATA),$(wildcard ../shared/data/mnist))
+DATA ?= $(or $(DIGITS_MNIST_DATA),$(wildcard ../shared/data/mnist-full),$(wildcard ../shared/data/mnist))
 
 .PHONY: serve train test lint format clean help openapi bench
 
