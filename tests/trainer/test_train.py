@@ -16,13 +16,16 @@ from trainer.train import TrainingOptions, as_model_input, run_training
 pytestmark = pytest.mark.slow
 
 
+TRAIN_LIMIT, TEST_LIMIT = 3000, 1000
+
+
 def tiny_options(data: Path, out: Path) -> TrainingOptions:
     return TrainingOptions(
         data=str(data),
         out=out,
         epochs=2,
-        train_limit=3000,
-        test_limit=1000,
+        train_limit=TRAIN_LIMIT,
+        test_limit=TEST_LIMIT,
         augment=False,
         # An under-trained network quantizes less gracefully than a converged one;
         # the gate itself is exercised by the default margin on real runs.
@@ -47,19 +50,25 @@ def test_every_artifact_is_written(trained: tuple[Path, ModelCard]) -> None:
         "model.json",
         "training_curves.png",
         "confusion_matrix.png",
+        "reliability_diagram.png",
         "history.json",
         "evaluation.txt",
     }
     assert expected <= {path.name for path in out.iterdir()}
     assert not (out / ".staging").exists()
-    for png in ("training_curves.png", "confusion_matrix.png"):
+    for png in ("training_curves.png", "confusion_matrix.png", "reliability_diagram.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     history = json.loads((out / "history.json").read_text())
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= history.keys()
 
 
-def test_model_card_matches_the_files(trained: tuple[Path, ModelCard]) -> None:
+def test_model_card_matches_the_files(trained: tuple[Path, ModelCard], mnist_folder: Path) -> None:
     out, card = trained
+    # The fixture holds the shared 10,000-image subset or, without ../shared, the
+    # committed 2,000-digit sample: the limits apply to whichever is there.
+    data = load_idx_folder(mnist_folder)
+    expected_test = min(TEST_LIMIT, len(data.test_labels))
+    expected_train = min(TRAIN_LIMIT, len(data.train_labels))
     reloaded = ModelCard.load(out / MODEL_CARD_FILENAME)
     assert reloaded == card
     for artifact in card.artifacts.values():
@@ -71,10 +80,11 @@ def test_model_card_matches_the_files(trained: tuple[Path, ModelCard]) -> None:
     assert int8.input is not None and int8.input.dtype == "int8" and int8.input.quantization
     assert card.artifacts["dynamic"].input is not None
     assert card.artifacts["dynamic"].input.dtype == "float32"
-    assert card.data.test_count == 1000
-    assert card.data.train_count + card.data.validation_count == 3000
-    assert sum(row.support for row in card.metrics.per_class.values()) == 1000
-    assert np.asarray(card.metrics.confusion_matrix).sum() == 1000
+    assert card.data.test_count == expected_test
+    assert card.data.train_count + card.data.validation_count == expected_train
+    assert card.data.source_train_count == len(data.train_labels)
+    assert sum(row.support for row in card.metrics.per_class.values()) == expected_test
+    assert np.asarray(card.metrics.confusion_matrix).sum() == expected_test
 
 
 def test_exported_tflite_classifies_held_out_digits(
@@ -115,3 +125,32 @@ def test_bad_options_are_refused_before_training(tmp_path: Path) -> None:
         run_training(TrainingOptions(out=tmp_path, epochs=0))
     with pytest.raises(ValueError, match="validation fraction"):
         run_training(TrainingOptions(out=tmp_path, validation_fraction=0.9))
+
+
+def test_card_records_the_calibration_for_every_artifact(
+    trained: tuple[Path, ModelCard],
+) -> None:
+    out, card = trained
+    calibration = card.calibration
+    assert calibration is not None and calibration.temperature > 0
+    assert calibration.fitted_count == card.data.validation_count  # never the test split
+    assert calibration.folded_into_artifacts
+    assert calibration.validation_nll_after <= calibration.validation_nll_before + 1e-9
+    assert calibration.reliability_diagram is not None
+    assert (out / calibration.reliability_diagram).is_file()
+    for key, artifact in card.artifacts.items():
+        effect = artifact.calibration
+        assert effect is not None, key
+        # The file is the calibrated one: its recorded accuracy is the "after" one.
+        assert effect.after.accuracy == pytest.approx(artifact.test_accuracy, abs=1e-6)
+        # One temperature rescales confidence; it never changes the float model's answers.
+        if key == "keras":
+            assert effect.before.accuracy == effect.after.accuracy
+            assert effect.after.nll == pytest.approx(card.metrics.keras_test_loss, abs=1e-6)
+        for quality in (effect.before, effect.after):
+            assert 0 <= quality.ece <= 1 and quality.nll >= 0
+    latency = card.artifacts[card.serving_default].latency
+    assert latency is not None and latency.machine
+    if Path("/proc/cpuinfo").is_file():
+        assert latency.cpu_flags is not None
+        assert ("avx2" in latency.machine) == ("avx2" in latency.cpu_flags)
