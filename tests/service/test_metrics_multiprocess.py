@@ -8,6 +8,7 @@ would see a fraction of the requests, a different one each time (issue 10, item 
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import signal
@@ -120,3 +121,27 @@ def test_a_configured_folder_is_cleaned_at_start_and_dead_workers_are_not_live(
             time.sleep(0.05)
         # The dead worker's requests still count: a counter that fell would read as a reset.
         _assert_every_scrape_counts(server, 50, 6)
+
+
+def test_the_folder_of_a_killed_server_is_removed_by_the_next_one(tmp_path: Path) -> None:
+    env = {"DIGITS_WORKERS": str(WORKERS), "TMPDIR": str(tmp_path)}
+    with server_process(env) as server:
+        (abandoned,) = tmp_path.glob("digits-metrics-*")
+        server.process.kill()  # no clean-up; its workers get SIGTERM (PR_SET_PDEATHSIG)
+        server.process.wait(timeout=30)
+    # The folder is in use until the server's last worker has exited.
+    lock = os.open(abandoned / "owner.lock", os.O_RDWR)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                assert time.monotonic() < deadline, "the killed server's workers did not exit"
+                time.sleep(0.05)
+    finally:
+        os.close(lock)
+    with server_process(env):
+        (folder,) = tmp_path.glob("digits-metrics-*")
+        assert folder != abandoned
