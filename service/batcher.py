@@ -2,16 +2,18 @@
 
 Requests that reach the model at about the same time are stacked into one batch (at
 most `max_batch` images), run once, and each caller gets its own rows back, in order.
-Flush policy, chosen so that a lone request never waits:
+Flush policy, chosen so that no request ever waits on a timer:
 
-- a batch is started at the next event-loop tick after the first request arrives
-  (`max_wait` = 0, the default), so requests whose bodies arrived in the same network
-  read join it, and a lone request pays one loop iteration (a few µs), not a timer;
-- with `max_wait` > 0, a partial batch waits up to that long for company — but only
-  while another request is already being decoded (`expect()`), so concurrency 1 never
-  waits either;
-- a full batch starts at once; while all `max_running` runners are busy, requests queue
-  and the next batch starts as soon as one is free (continuous batching).
+- a batch is started at the next event-loop tick after the first request arrives, so
+  requests whose bodies arrived in the same network read join it, and a lone request
+  pays one loop iteration (a few µs);
+- while all `max_running` runners are busy, requests queue and the next batch starts as
+  soon as one is free (continuous batching).
+
+There is deliberately no "wait up to N ms for company" (issue 10): the service decodes
+small images on the event loop itself, so no other request can be mid-decode while a
+batch is pending, and for this CNN a shared call saves nothing per image, while every
+change of batch size costs an interpreter re-allocation.
 
 `run_batch` is called on the event loop itself (`offload=False`; right for a model this
 small, where a thread hop costs about as much as the inference) or in a worker thread.
@@ -54,16 +56,14 @@ class MicroBatcher:
         run_batch: RunBatch,
         *,
         max_batch: int,
-        max_wait: float = 0.0,
         max_running: int = 1,
         offload: bool = False,
         on_queue_wait: Callable[[float], None] | None = None,
     ) -> None:
-        if max_batch < 1 or max_running < 1 or max_wait < 0:
-            raise ValueError("max_batch and max_running must be ≥ 1, max_wait ≥ 0")
+        if max_batch < 1 or max_running < 1:
+            raise ValueError("max_batch and max_running must be ≥ 1")
         self._run_batch = run_batch
         self.max_batch = max_batch
-        self.max_wait = max_wait
         self.max_running = max_running
         self.offload = offload
         # Hook for a queue-wait histogram (service.metrics, when present): seconds each
@@ -73,13 +73,7 @@ class MicroBatcher:
         self._pending: list[_Item] = []
         self._pending_images = 0
         self._running = 0
-        self._expected = 0
         self._scheduled: asyncio.Handle | None = None
-        self._due_now = False  # uvloop's handles are not asyncio.TimerHandle: track it
-
-    def expect(self) -> _Expectation:
-        """Context manager around a request's decoding: tells the batcher company is coming."""
-        return _Expectation(self)
 
     async def submit(self, images: np.ndarray) -> np.ndarray:
         """Run `images` (N, ...) in some batch; returns the N rows of output for them."""
@@ -93,18 +87,8 @@ class MicroBatcher:
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._pending or self._running >= self.max_running:
             return  # a finishing batch calls back here
-        full = self._pending_images >= self.max_batch
-        if full or self.max_wait == 0 or self._expected == 0:
-            if self._scheduled is not None and self._due_now:
-                return  # already due at the next tick
-            if self._scheduled is not None:
-                self._scheduled.cancel()
+        if self._scheduled is None:  # else already due at the next tick
             self._scheduled = loop.call_soon(self._flush, loop)
-            self._due_now = True
-        elif self._scheduled is None:
-            waited = time.perf_counter() - self._pending[0].queued_at
-            self._scheduled = loop.call_later(max(0.0, self.max_wait - waited), self._flush, loop)
-            self._due_now = False
 
     def _take(self) -> list[_Item]:
         taken: list[_Item] = []
@@ -162,17 +146,6 @@ class MicroBatcher:
         else:
             _fail(items, error)
         self._schedule(loop)
-
-
-class _Expectation:
-    def __init__(self, batcher: MicroBatcher) -> None:
-        self._batcher = batcher
-
-    def __enter__(self) -> None:
-        self._batcher._expected += 1
-
-    def __exit__(self, *_: object) -> None:
-        self._batcher._expected -= 1
 
 
 def _scatter(items: list[_Item], outputs: np.ndarray) -> None:

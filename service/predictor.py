@@ -82,7 +82,6 @@ class Predictor:
             MicroBatcher(
                 self._loop_probabilities,
                 max_batch=settings.batch_max_size,
-                max_wait=settings.batch_max_wait_ms / 1000,
                 on_queue_wait=QUEUE_WAIT_SECONDS.observe,
             )
             if settings.batching

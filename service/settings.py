@@ -6,8 +6,10 @@ from these docstrings, so keep them short, user-facing and accurate.
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +18,17 @@ from service.preprocess import DEFAULT_MAX_PIXELS
 
 # Where a source checkout keeps its models: <repo>/models, next to <repo>/service.
 _CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
+
+logger = logging.getLogger(__name__)
+
+# Settings that were documented once and then removed. An unknown `DIGITS_*` variable is
+# otherwise ignored in silence, and a deployment that still sets one deserves to hear it.
+REMOVED_SETTINGS = {
+    "DIGITS_BATCH_MAX_WAIT_MS": (
+        "it never had an effect and was removed (issue 10): a micro-batch starts at the "
+        "next event-loop turn"
+    ),
+}
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
@@ -67,16 +80,13 @@ class Settings(BaseSettings):
     CPU core available to the process. The model is verified once, before they fork."""
 
     batching: bool = False
-    """Dynamic micro-batching: single-image requests that arrive together share one
-    interpreter call (see `batch_max_size`, `batch_max_wait_ms`). Off by default: on 2
-    cores it lost to plain per-request inference at concurrency 1, 8 and 64 (README)."""
+    """Dynamic micro-batching: small single-image requests that arrive together share one
+    interpreter call, started at the next event-loop turn (never held back on a timer). Off
+    by default: on 2 cores it lost to plain per-request inference at concurrency 1, 8 and 64
+    (README)."""
 
     batch_max_size: int = Field(default=32, ge=1, le=1024)
     """Most images in one micro-batch."""
-
-    batch_max_wait_ms: float = Field(default=0.0, ge=0.0, le=1000.0)
-    """How long a partial micro-batch waits for more requests. 0: none; it starts at the
-    next event-loop turn, so requests that arrived together still share it."""
 
     inline_max_bytes: int = Field(default=16384, ge=0)
     """Single-image requests whose base64 image is at most this long are decoded and run
@@ -118,6 +128,11 @@ class Settings(BaseSettings):
     def _empty_means_default(cls, value: object) -> object:
         # `DIGITS_MODEL_FILE=` (set but empty) is how a compose file "unsets" a variable.
         return None if value == "" else value
+
+    def model_post_init(self, context: Any, /) -> None:
+        for name, why in REMOVED_SETTINGS.items():
+            if name in os.environ:
+                logger.warning("%s is set, but %s; ignoring it", name, why)
 
     def model_card_path(self) -> Path:
         """The card to load: `model_card`, resolved as its docstring describes."""

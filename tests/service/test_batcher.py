@@ -1,9 +1,8 @@
-"""Micro-batching: coalescing, order, the no-wait rule for lone requests, failures."""
+"""Micro-batching: coalescing, order, no timers (lone requests never wait), failures."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import numpy as np
 import pytest
@@ -53,39 +52,29 @@ def test_batches_never_exceed_max_batch() -> None:
     assert recorder.sizes == [4, 4, 2]
 
 
-def test_a_lone_request_does_not_wait_for_company() -> None:
+def test_a_lone_request_runs_at_the_next_loop_turn_without_a_timer() -> None:
     recorder = Recorder()
 
-    async def scenario() -> float:
-        # A long max_wait only applies while other requests are being decoded.
-        batcher = MicroBatcher(recorder, max_batch=64, max_wait=5.0)
-        began = time.perf_counter()
-        await batcher.submit(_images(1))
-        return time.perf_counter() - began
+    async def scenario() -> list[np.ndarray]:
+        loop = asyncio.get_running_loop()
 
-    assert asyncio.run(scenario()) < 1.0
-    assert recorder.sizes == [1]
+        def no_timers(*_: object) -> None:
+            raise AssertionError("the batcher set a timer: a request would wait for company")
 
+        loop.call_later = no_timers  # type: ignore[method-assign,assignment]
+        batcher = MicroBatcher(recorder, max_batch=64)
+        request = asyncio.ensure_future(batcher.submit(_images(1)))
+        # Turn 1: the request is queued and a flush scheduled; turn 2: the flush runs it;
+        # turn 3: the request resumes with its rows. Counted in turns, not milliseconds.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert request.done()
+        # A second lone request later gets a batch of its own, just as promptly.
+        return [request.result(), await batcher.submit(_images(2))]
 
-def test_max_wait_holds_a_batch_for_requests_still_being_decoded() -> None:
-    recorder = Recorder()
-
-    async def scenario() -> None:
-        batcher = MicroBatcher(recorder, max_batch=64, max_wait=0.2)
-
-        async def late() -> np.ndarray:
-            with batcher.expect():
-                await asyncio.sleep(0.05)  # "decoding"
-                return await batcher.submit(_images(2))
-
-        async def early() -> np.ndarray:
-            with batcher.expect():
-                return await batcher.submit(_images(1))
-
-        await asyncio.gather(early(), late())
-
-    asyncio.run(scenario())
-    assert recorder.sizes == [2]
+    results = asyncio.run(scenario())
+    assert recorder.sizes == [1, 1]
+    assert [r.tolist() for r in results] == [[[4.0]], [[8.0]]]
 
 
 def test_a_failing_batch_fails_each_of_its_requests() -> None:
