@@ -1,18 +1,26 @@
-"""The interpreter pool under concurrent requests, and inference in both input dtypes."""
+"""The interpreter pool under concurrent requests, inference in both input dtypes, and the
+effect of each predictor setting (decode and interpreter concurrency, the inline path,
+micro-batching), observed through counters rather than timings."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
 
+import service.predictor
 from service.interpreter import LiteRTModel
 from service.predictor import CHUNK_SIZE, Predictor
+from service.schemas import PredictRequest, PredictResponse
+from service.settings import Settings
 from tests.conftest import png_base64
 
 Digits = tuple[np.ndarray, np.ndarray]
@@ -88,3 +96,160 @@ def test_float_and_int8_models_agree(
         assert (probabilities.argmax(axis=1) == labels).all(), model_file
         assert (probabilities >= 0).all()
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-12)
+
+
+# --- one test per predictor setting: each fails if its setting is ignored ---------------
+
+
+def _loaded(make_settings: Callable[..., Settings], **overrides: Any) -> Predictor:
+    predictor = Predictor(make_settings(**overrides))
+    predictor.load()
+    return predictor
+
+
+def _request(*images: np.ndarray) -> PredictRequest:
+    return PredictRequest.model_validate({"images": [{"data": png_base64(i)} for i in images]})
+
+
+def _predict_all(predictor: Predictor, requests: list[PredictRequest]) -> list[PredictResponse]:
+    async def together() -> list[PredictResponse]:
+        return await asyncio.gather(*(predictor.predict(r) for r in requests))
+
+    return asyncio.run(together())
+
+
+class Crowd:
+    """Counts callers inside a section; each stays until `size` are in at once (at most
+    10 s), then a little longer, so that a limit above `size` would be seen as exceeded."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.inside = 0
+        self.peak = 0
+        self._guard = threading.Lock()
+        self._full = threading.Event()
+
+    @contextlib.contextmanager
+    def enter(self) -> Iterator[None]:
+        with self._guard:
+            self.inside += 1
+            self.peak = max(self.peak, self.inside)
+            if self.inside >= self.size:
+                self._full.set()
+        try:
+            self._full.wait(timeout=10)
+            threading.Event().wait(0.1)  # room for one more, were there no limit
+            yield
+        finally:
+            with self._guard:
+                self.inside -= 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "sizes"),
+    [
+        ({}, [1] * 7),  # off: one interpreter call per request
+        ({"batching": True}, [7]),  # the 7 requests arrived together: one call
+        ({"batching": True, "batch_max_size": 3}, [3, 3, 1]),
+    ],
+)
+def test_batching_settings_decide_how_many_requests_share_an_interpreter_call(
+    make_settings: Callable[..., Settings],
+    clear_digits: Digits,
+    monkeypatch: pytest.MonkeyPatch,
+    overrides: dict[str, Any],
+    sizes: list[int],
+) -> None:
+    images, labels = clear_digits
+    predictor = _loaded(make_settings, **overrides)
+    calls: list[int] = []
+    real_predict = LiteRTModel.predict
+
+    def counted(self: LiteRTModel, batch: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        calls.append(len(batch))
+        return real_predict(self, batch, batch_size)
+
+    monkeypatch.setattr(LiteRTModel, "predict", counted)
+    responses = _predict_all(predictor, [_request(image) for image in images[:7]])
+    assert calls == sizes
+    assert [r.predictions[0].digit for r in responses] == labels[:7].tolist()
+
+
+def test_inline_max_bytes_decides_which_images_are_decoded_on_the_event_loop(
+    make_settings: Callable[..., Settings], clear_digits: Digits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = clear_digits[0][0]
+    size = len(png_base64(image))
+    threads: list[threading.Thread] = []
+    real_preprocess = service.predictor.preprocess_image
+
+    def recorded(data: bytes, **options: Any) -> np.ndarray:
+        threads.append(threading.current_thread())
+        return real_preprocess(data, **options)
+
+    monkeypatch.setattr(service.predictor, "preprocess_image", recorded)
+    for limit, on_loop in ((size, True), (size - 1, False)):  # both far below the default
+        threads.clear()
+        _predict_all(_loaded(make_settings, inline_max_bytes=limit), [_request(image)])
+        assert (threads == [threading.current_thread()]) is on_loop, limit
+
+
+def test_decode_threads_bounds_how_many_images_are_decoded_at_once(
+    make_settings: Callable[..., Settings], clear_digits: Digits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images, labels = clear_digits
+    predictor = _loaded(make_settings, decode_threads=2)  # the default is 4
+    crowd = Crowd(2)
+    real_preprocess = service.predictor.preprocess_image
+
+    def crowded(data: bytes, **options: Any) -> np.ndarray:
+        with crowd.enter():
+            return real_preprocess(data, **options)
+
+    monkeypatch.setattr(service.predictor, "preprocess_image", crowded)
+    # Two-image requests decode in worker threads, one image after the other: 4 requests
+    # could decode 4 images at once but for the setting.
+    requests = [_request(images[2 * i], images[2 * i + 1]) for i in range(4)]
+    responses = _predict_all(predictor, requests)
+    assert crowd.peak == 2
+    assert [p.digit for r in responses for p in r.predictions] == labels[:8].tolist()
+
+
+def test_interpreters_is_how_many_inferences_run_at_once(
+    make_settings: Callable[..., Settings], clear_digits: Digits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    predictor = _loaded(make_settings, interpreters=3)  # the default is 2
+    crowd = Crowd(3)
+    real_predict = LiteRTModel.predict
+
+    def crowded(self: LiteRTModel, batch: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        with crowd.enter():
+            return real_predict(self, batch, batch_size)
+
+    monkeypatch.setattr(LiteRTModel, "predict", crowded)
+    x = clear_digits[0][:1].astype(np.float32) / 255
+    callers = [threading.Thread(target=predictor.probabilities, args=(x,)) for _ in range(6)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(timeout=60)
+    assert crowd.peak == 3
+
+
+def _native_threads() -> int:
+    return len(list(Path("/proc/self/task").iterdir()))
+
+
+def test_interpreter_threads_gives_each_interpreter_its_own_cpu_threads(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # LiteRT starts `interpreter_threads` - 1 helper threads per interpreter (here 2 of
+    # them: one pooled, one for the event loop): 6 for 4 threads, none for 1 (the default).
+    # Asserted with room for an idle worker thread of an earlier test exiting meanwhile.
+    before = _native_threads()
+    single = _loaded(make_settings, interpreters=1, interpreter_threads=1)
+    assert _native_threads() <= before
+    before = _native_threads()
+    multi = _loaded(make_settings, interpreters=1, interpreter_threads=4)
+    assert _native_threads() - before >= 4
+    assert single.state == multi.state == "ready"  # both still alive while counting
