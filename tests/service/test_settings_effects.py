@@ -1,0 +1,277 @@
+"""No setting may be a no-op (issue 10): each `Settings` field has a test that fails if the
+service ignored it.
+
+`EFFECT_TESTS` maps every field to such a test, wherever it lives; the meta-test keeps the
+map complete as settings come and go. The tests below cover what the server process
+itself does with its settings (where it listens, how many processes, what it logs, how
+it stops), on a real `python -m service`.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.settings import Settings
+from tests.conftest import MODEL_CARD, REPO_ROOT
+from tests.subprocess_server import server_process
+
+_STARTUP, _ERRORS, _AUTH = "test_startup.py", "test_errors.py", "test_auth.py"
+_PREDICTOR, _HERE = "test_predictor.py", "test_settings_effects.py"
+
+# Setting → tests (in tests/service/<file>::<function>) that fail if it is ignored.
+EFFECT_TESTS: dict[str, list[str]] = {
+    "model_card": [f"{_STARTUP}::test_missing_card"],
+    "model_file": [f"{_STARTUP}::test_selected_model_file_is_served"],
+    "max_images": [f"{_ERRORS}::test_image_count_limits"],
+    "max_body_bytes": [f"{_ERRORS}::test_declared_body_over_the_limit_is_413"],
+    "max_pixels": [f"{_ERRORS}::test_pixel_limit_comes_from_settings"],
+    "decode_threads": [
+        f"{_PREDICTOR}::test_decode_threads_bounds_how_many_images_are_decoded_at_once"
+    ],
+    "interpreters": [f"{_PREDICTOR}::test_interpreters_is_how_many_inferences_run_at_once"],
+    "interpreter_threads": [
+        f"{_PREDICTOR}::test_interpreter_threads_gives_each_interpreter_its_own_cpu_threads"
+    ],
+    "workers": [f"{_HERE}::test_workers_is_how_many_processes_serve_the_port"],
+    "batching": [
+        f"{_PREDICTOR}::test_batching_settings_decide_how_many_requests_share_an_interpreter_call"
+    ],
+    "batch_max_size": [
+        f"{_PREDICTOR}::test_batching_settings_decide_how_many_requests_share_an_interpreter_call"
+    ],
+    "inline_max_bytes": [
+        f"{_PREDICTOR}::test_inline_max_bytes_decides_which_images_are_decoded_on_the_event_loop"
+    ],
+    "host": [
+        f"{_HERE}::test_host_and_port_are_where_the_server_listens",
+        f"{_HERE}::test_workers_is_how_many_processes_serve_the_port",  # the forked path
+    ],
+    "port": [f"{_HERE}::test_host_and_port_are_where_the_server_listens"],
+    "log_level": [f"{_HERE}::test_log_level_and_access_log_decide_what_is_logged"],
+    "access_log": [f"{_HERE}::test_log_level_and_access_log_decide_what_is_logged"],
+    "root_path": [f"{_HERE}::test_root_path_is_the_prefix_in_the_openapi_servers"],
+    "drain_seconds": [f"{_HERE}::test_drain_seconds_is_how_long_sigterm_keeps_serving"],
+    "shutdown_timeout_seconds": [
+        f"{_HERE}::test_shutdown_timeout_seconds_cancels_a_request_still_running"
+    ],
+    "request_timeout_seconds": ["test_request_timeout.py::test_the_service_enforces_its_setting"],
+    "api_key": [
+        f"{_AUTH}::test_every_model_operation_needs_the_key",
+        f"{_AUTH}::test_a_missing_or_wrong_key_is_401",
+    ],
+}
+
+
+def _test_functions(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+
+def test_every_setting_has_a_test_of_its_effect() -> None:
+    assert sorted(EFFECT_TESTS) == sorted(Settings.model_fields)
+    for name, references in EFFECT_TESTS.items():
+        assert references, name
+        for reference in references:
+            file, function = reference.split("::")
+            path = Path(__file__).parent / file
+            assert path.is_file(), f"{name}: {reference}: no such file"
+            assert function in _test_functions(path), f"{name}: {reference}: no such test"
+
+
+def test_the_batch_wait_that_never_waited_is_gone_and_a_leftover_is_reported(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # DIGITS_BATCH_MAX_WAIT_MS was documented, but nothing ever waited (issue 10, item 5).
+    assert "batch_max_wait_ms" not in Settings.model_fields
+    monkeypatch.setenv("DIGITS_BATCH_MAX_WAIT_MS", "5")
+    with caplog.at_level(logging.WARNING, logger="service.settings"):
+        Settings()
+    assert "DIGITS_BATCH_MAX_WAIT_MS is set, but it never had an effect" in caplog.text
+
+
+# --- the server process ------------------------------------------------------------------
+
+# Linux routes all of 127.0.0.0/8 to the loopback interface: a server bound to this
+# address is reachable there but not on 127.0.0.1, unlike one bound to 0.0.0.0.
+OTHER_LOOPBACK = "127.0.0.2"
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def _server(env: dict[str, str]) -> Iterator[Server]:
+    """`python -m service` on OTHER_LOOPBACK, ready; stopped (SIGTERM) afterwards."""
+    port = _free_port(OTHER_LOOPBACK)
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_")}
+    full_env.update(
+        DIGITS_MODEL_CARD=str(MODEL_CARD),
+        DIGITS_HOST=OTHER_LOOPBACK,
+        DIGITS_PORT=str(port),
+        DIGITS_DRAIN_SECONDS="0",
+        **env,
+    )
+    with tempfile.TemporaryDirectory(prefix="digits-effects-") as folder:
+        log = Path(folder) / "server.log"
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "service"],
+                env=full_env,
+                cwd=REPO_ROOT,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        server = Server(process, f"http://{OTHER_LOOPBACK}:{port}", log)
+        try:
+            _wait_ready(server)
+            yield server
+        finally:
+            if process.poll() is None:
+                process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
+
+
+def _wait_ready(server: Server, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert server.process.poll() is None, server.output()
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(server.url + "/readyz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"not ready after {timeout} s:\n{server.output()}")
+
+
+def _refused(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=5)
+    except httpx.ConnectError:
+        return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def single() -> Iterator[Server]:
+    env = {
+        "DIGITS_WORKERS": "1",
+        "DIGITS_LOG_LEVEL": "trace",
+        "DIGITS_ACCESS_LOG": "false",
+        "DIGITS_ROOT_PATH": "/digits",
+    }
+    with _server(env) as server:
+        yield server
+
+
+def test_host_and_port_are_where_the_server_listens(single: Server) -> None:
+    port = single.url.rsplit(":", 1)[1]
+    assert httpx.get(single.url + "/healthz").json() == {"status": "ok"}
+    assert _refused(f"http://127.0.0.1:{port}/healthz")  # bound to 0.0.0.0, it would answer
+
+
+def test_log_level_and_access_log_decide_what_is_logged(single: Server) -> None:
+    def completed() -> int:  # uvicorn's TRACE line once a request's app call returns
+        return single.output().count("] Completed")
+
+    before = completed()
+    for _ in range(3):
+        assert httpx.get(single.url + "/readyz").status_code == 200
+    deadline = time.monotonic() + 30
+    while completed() < before + 3:  # an access line would be written before these
+        assert time.monotonic() < deadline, single.output()  # at "info": no TRACE at all
+        time.sleep(0.05)
+    # The default logs each one, e.g. `"GET /digits/readyz HTTP/1.1" 200 OK` (the prefix).
+    assert '/readyz HTTP/1.1" 200' not in single.output()
+
+
+def test_root_path_is_the_prefix_in_the_openapi_servers(single: Server) -> None:
+    servers = httpx.get(single.url + "/openapi.json").json().get("servers")
+    assert servers == [{"url": "/digits"}]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def test_workers_is_how_many_processes_serve_the_port() -> None:
+    # One more than the default (one per available core), so only the setting explains it.
+    workers = len(os.sched_getaffinity(0)) + 1
+    env = {"DIGITS_WORKERS": str(workers), "DIGITS_LOG_LEVEL": "warning"}
+    with _server(env) as server:
+        assert len(_children(server.process.pid)) == workers - 1  # the parent serves too
+        assert httpx.get(server.url + "/healthz").status_code == 200
+        assert _refused(server.url.replace(OTHER_LOOPBACK, "127.0.0.1") + "/healthz")
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=60) == 0, server.output()
+        assert "serving " not in server.output()  # the start-up line is INFO: below "warning"
+
+
+def test_drain_seconds_is_how_long_sigterm_keeps_serving() -> None:
+    drain = 30.0  # the default is 5: still serving after 7 s shows the setting
+    with server_process({"DIGITS_WORKERS": "1", "DIGITS_DRAIN_SECONDS": str(drain)}) as server:
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        while time.monotonic() < signalled + 7:
+            assert httpx.get(server.url + "/readyz", timeout=5).status_code == 503
+            time.sleep(0.25)
+        assert httpx.get(server.url + "/healthz", timeout=5).status_code == 200
+        server.process.send_signal(signal.SIGTERM)  # a second one ends the drain
+        assert server.process.wait(timeout=30) == 0, server.output()
+
+
+def test_shutdown_timeout_seconds_cancels_a_request_still_running() -> None:
+    env = {
+        "DIGITS_WORKERS": "1",
+        "DIGITS_SHUTDOWN_TIMEOUT_SECONDS": "1",  # the default is 20
+        "DIGITS_REQUEST_TIMEOUT_SECONDS": "600",  # the stalled body never times out first
+    }
+    with server_process(env) as server:
+        body = json.dumps({"images": [{"data": "x" * 1000}]}).encode()
+        head = (
+            f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as stalled:
+            stalled.sendall(head + body[:100])  # ...and the rest never comes
+            time.sleep(1.0)  # for the server to read the head and start the request
+            server.process.send_signal(signal.SIGTERM)
+            # With the default it would wait 20 s for the request.
+            assert server.process.wait(timeout=12) == 0, server.output()
+        log = server.output()
+    assert "Cancel 1 running task(s), timeout graceful shutdown exceeded" in log, log
