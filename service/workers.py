@@ -124,10 +124,11 @@ def bind_listener(host: str, port: int, backlog: int = 2048) -> socket.socket:
 def fork_workers(count: int) -> list[int]:
     """Fork `count` - 1 children. Returns their pids in the parent, [] in a child."""
     children: list[int] = []
+    parent = os.getpid()
     for _ in range(count - 1):
         pid = os.fork()
         if pid == 0:
-            _die_with_parent()
+            _die_with_parent(parent)
             return []
         children.append(pid)
     return children
@@ -190,10 +191,14 @@ def _reaped(pid: int, *, block: bool = False) -> bool:
     return True
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     # A worker left behind by a parent killed with SIGKILL would hold the port forever.
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):  # pragma: no cover - not Linux
         pass
+    # On a busy machine the parent can be killed before the child first runs: the signal
+    # is then never sent (seen once, a worker serving on for minutes).
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
