@@ -89,8 +89,9 @@ class Settings(BaseSettings):
     """Most images in one micro-batch."""
 
     inline_max_bytes: int = Field(default=16384, ge=0)
-    """Single-image requests whose base64 image is at most this long are decoded and run
-    on the event loop (cheaper than a hop to a worker thread); bigger ones in threads."""
+    """Single-image requests whose base64 image is at most this long (and declares at most
+    128×128 pixels) are decoded and run on the event loop, cheaper than a hop to a worker
+    thread; others in threads."""
 
     host: str = "0.0.0.0"
     """Address the HTTP server binds to."""
