@@ -51,7 +51,7 @@ lint: $(VENV)/.all
 
 # openapi.json and openapi.md are generated from the app; a test fails when they drift.
 openapi: $(VENV)/.all
-	$(BIN)/python -m service.openapi_doc
+	$(BIN)/python -m service.web.openapi_doc
 
 format: $(VENV)/.all
 	$(BIN)/ruff check --fix .

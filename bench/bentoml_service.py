@@ -3,7 +3,7 @@
 Idiomatic and minimal: a `@bentoml.service` class, one interpreter per worker, and a
 batchable API so BentoML's adaptive batching coalesces concurrent requests. Runs in its
 own venv (bench/.venv-bentoml) with this repository on PYTHONPATH for
-`service.preprocess`; the model path comes from BENCH_MODEL.
+`service.imaging.preprocess`; the model path comes from BENCH_MODEL.
 
     bentoml serve bench.bentoml_service:Digits --port PORT
 """
@@ -17,7 +17,7 @@ import bentoml
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from service.preprocess import preprocess_image
+from service.imaging.preprocess import preprocess_image
 
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 

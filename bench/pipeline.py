@@ -1,4 +1,4 @@
-"""In-process pipeline: decode + preprocess (service.preprocess) + inference, per image.
+"""In-process pipeline: decode + preprocess (service.imaging.preprocess) + inference, per image.
 
 No HTTP: the cost of turning an upload into probabilities with the service's own
 preprocessing function and interpreter wrapper, one image at a time.
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service.interpreter import LiteRTModel
-from service.preprocess import preprocess_image
+from service.imaging.preprocess import preprocess_image
+from service.runtime.interpreter import LiteRTModel
 
 
 def measure_pipeline(model_path: Path, uploads: list[bytes], seconds: float) -> dict[str, float]:

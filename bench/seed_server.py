@@ -1,7 +1,7 @@
 """The seed's way of serving: the Keras .h5 in TensorFlow, `model.predict` per request.
 
 A minimal FastAPI app, as the seed had, answering the same `/v1/predict` JSON as the
-service with the same preprocessing (service.preprocess), so that only the serving
+service with the same preprocessing (service.imaging.preprocess), so that only the serving
 approach differs. Run with the project's .venv (it has TensorFlow):
 
     .venv/bin/python -m bench.seed_server PORT
@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from tensorflow import keras
 
-from service.preprocess import preprocess_image
+from service.imaging.preprocess import preprocess_image
 from service.settings import Settings
 
 card = Settings().model_card_path()

@@ -1,15 +1,16 @@
-"""One error base class, a few subclasses; the app turns each into one JSON shape.
+"""What can go wrong with a caller's input or the model, as exceptions with stable codes.
 
-`{"error": {"code": "invalid_image", "message": "...", "index": 3}}`
+Raised by the runtime and the image pipeline, which know nothing of HTTP: the web layer
+(service/web/errors.py) gives each its status and its protocol's JSON shape, e.g.
+`{"error": {"code": "invalid_image", "message": "...", "index": 3}}` under `/v1`.
 """
 
 from __future__ import annotations
 
 
 class DigitsError(Exception):
-    """Base of every error the service reports to a client."""
+    """Base of every error reported to a caller; `index` names the offending item."""
 
-    status_code: int = 400
     code: str = "bad_request"
 
     def __init__(self, message: str, *, index: int | None = None) -> None:
@@ -25,36 +26,24 @@ class DigitsError(Exception):
 class InvalidImageError(DigitsError):
     """Bytes that are not a decodable, usable image (bad base64, truncated, zero-size...)."""
 
-    status_code = 422
     code = "invalid_image"
 
 
 class ImageTooLargeError(DigitsError):
     """An image over the pixel limit, or a decompression bomb."""
 
-    status_code = 422
     code = "image_too_large"
 
 
 class InvalidRequestError(DigitsError):
     """A request that parses but breaks a rule the schema cannot express."""
 
-    status_code = 422
     code = "invalid_request"
 
 
-class PayloadTooLargeError(DigitsError):
-    status_code = 413
-    code = "payload_too_large"
-
-
-class UnsupportedMediaTypeError(DigitsError):
-    status_code = 415
-    code = "unsupported_media_type"
-
-
 class ModelNotReadyError(DigitsError):
-    status_code = 503
+    """The model is still loading, or failed to load."""
+
     code = "model_not_ready"
 
 

@@ -17,6 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 MODEL_CARD_FILENAME = "model.json"
 SCHEMA_VERSION = 1
 
+# The task every card describes, and so every part of the service: one grey 28×28
+# image in, one probability per digit out, the labels being the digits themselves.
+IMAGE_SIDE = 28
+DIGIT_LABELS: tuple[str, ...] = tuple(str(digit) for digit in range(10))
+NUM_CLASSES = len(DIGIT_LABELS)
+
 TensorDType = Literal["float32", "float16", "int8", "uint8"]
 Quantization = Literal["none", "float16", "dynamic_range", "full_int8"]
 ArtifactFormat = Literal["keras_h5", "tflite"]
@@ -51,8 +57,8 @@ class InputContract(_Strict):
     values scaled to [0, 1] by dividing 8-bit intensities by 255.
     """
 
-    height: int = 28
-    width: int = 28
+    height: int = IMAGE_SIDE
+    width: int = IMAGE_SIDE
     channels: int = 1
     scaling: Literal["divide_by_255"] = "divide_by_255"
     value_range: tuple[float, float] = (0.0, 1.0)

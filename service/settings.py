@@ -14,8 +14,6 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.preprocess import DEFAULT_MAX_PIXELS
-
 # Where a source checkout keeps its models: <repo>/models, next to <repo>/service.
 _CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,6 +27,9 @@ REMOVED_SETTINGS = {
         "next event-loop turn"
     ),
 }
+
+# Decoded pixels (width × height) allowed per image by default: far beyond any phone photo.
+DEFAULT_MAX_PIXELS = 40_000_000
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from fastapi.testclient import TestClient
 
     from service.model_card import ModelCard
-    from service.predictor import Predictor
+    from service.runtime.recognizer import Recognizer
     from service.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -79,19 +79,24 @@ def make_settings() -> Callable[..., Settings]:
 
 
 @pytest.fixture(scope="session")
-def loaded_predictor(
+def loaded_recognizer(
     model_card: ModelCard, make_settings: Callable[..., Settings]
-) -> Callable[[str | None], Predictor]:
-    """A loaded predictor per model file (None: the serving default), built once per session."""
-    from service.predictor import Predictor
+) -> Callable[[str | None], Recognizer]:
+    """A loaded recognizer per model file (None: the serving default), built once per session.
 
-    cache: dict[str | None, Predictor] = {}
+    Its timings go to the metrics of whichever app serves the request, as in the server.
+    """
+    from service.middleware.metrics import InferenceMetrics
+    from service.runtime.recognizer import Recognizer
 
-    def get(model_file: str | None = None) -> Predictor:
+    cache: dict[str | None, Recognizer] = {}
+
+    def get(model_file: str | None = None) -> Recognizer:
         if model_file not in cache:
-            predictor = Predictor(make_settings(model_file=model_file))
-            predictor.load()
-            cache[model_file] = predictor
+            settings = make_settings(model_file=model_file)
+            recognizer = Recognizer(settings, observer=InferenceMetrics())
+            recognizer.load()
+            cache[model_file] = recognizer
         return cache[model_file]
 
     return get
@@ -99,20 +104,21 @@ def loaded_predictor(
 
 @pytest.fixture
 def make_app(
-    make_settings: Callable[..., Settings], loaded_predictor: Callable[[str | None], Predictor]
+    make_settings: Callable[..., Settings], loaded_recognizer: Callable[[str | None], Recognizer]
 ) -> Callable[..., FastAPI]:
     """An app around the committed model, loaded and verified before the app starts."""
     from service.app import create_app
-    from service.predictor import Predictor
+    from service.middleware.metrics import InferenceMetrics
+    from service.runtime.recognizer import Recognizer
 
     def make(model_file: str | None = None, **overrides: Any) -> FastAPI:
         if not overrides:
-            return create_app(make_settings(model_file=model_file), loaded_predictor(model_file))
-        # Limits live in the predictor's settings too: load a fresh one (tens of ms).
+            return create_app(make_settings(model_file=model_file), loaded_recognizer(model_file))
+        # Limits live in the recognizer's settings too: load a fresh one (tens of ms).
         settings = make_settings(model_file=model_file, **overrides)
-        predictor = Predictor(settings)
-        predictor.load()
-        return create_app(settings, predictor)
+        recognizer = Recognizer(settings, observer=InferenceMetrics())
+        recognizer.load()
+        return create_app(settings, recognizer)
 
     return make
 
@@ -136,7 +142,7 @@ def png_base64(image: np.ndarray) -> str:
 
 @pytest.fixture(scope="session")
 def clear_digits(
-    loaded_predictor: Callable[[str | None], Predictor],
+    loaded_recognizer: Callable[[str | None], Recognizer],
 ) -> tuple[np.ndarray, np.ndarray]:
     """30 real MNIST test digits (uint8 28×28) the model gets right by a wide margin.
 
@@ -146,7 +152,7 @@ def clear_digits(
     from tests.uploads import load_test_digits
 
     images, labels = load_test_digits(300)
-    probabilities = loaded_predictor(None).probabilities(images.astype(np.float32) / 255)
+    probabilities = loaded_recognizer(None).classify(images.astype(np.float32) / 255)
     runner_up, best = np.sort(probabilities, axis=1)[:, -2:].T
     clear = (probabilities.argmax(axis=1) == labels) & (best - runner_up >= 0.5)
     assert clear.sum() >= 30, "the committed model is unsure of most MNIST test digits"
@@ -155,19 +161,19 @@ def clear_digits(
 
 @pytest.fixture
 def held_model_load(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
-    """`Predictor.load` waits (at most 30 s) until the returned event is set.
+    """`Recognizer.load` waits (at most 30 s) until the returned event is set.
 
     An app created meanwhile stays "loading": for readiness and retry tests.
     """
-    from service.predictor import Predictor
+    from service.runtime.recognizer import Recognizer
 
     release = threading.Event()
-    real_load = Predictor.load
+    real_load = Recognizer.load
 
-    def held_load(self: Predictor) -> None:
+    def held_load(self: Recognizer) -> None:
         release.wait(timeout=30)
         real_load(self)
 
-    monkeypatch.setattr(Predictor, "load", held_load)
+    monkeypatch.setattr(Recognizer, "load", held_load)
     yield release
     release.set()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from service.interpreter import LiteRTModel
+from service.runtime.interpreter import LiteRTModel
 from trainer.calibrate import probability_quality
 from trainer.data import load_mnist
 from trainer.measure import tflite_probabilities

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.interpreter import LiteRTModel
+from service.runtime.interpreter import LiteRTModel
 from trainer.measure import cpu_name
 
 

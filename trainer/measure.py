@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service.interpreter import LiteRTModel
 from service.model_card import LatencyMeasurement
+from service.runtime.interpreter import LiteRTModel
 
 # The flags that decide how fast quantized kernels run: AVX2/FMA for the float and
 # dynamic-range paths, AVX-512 and the VNNI dot-product instructions for full int8.

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from service.interpreter import LiteRTModel
 from service.model_card import LatencyMeasurement, TensorSpec
+from service.runtime.interpreter import LiteRTModel
 from trainer.export import TfliteVariant, convert
 from trainer.measure import measure_latency, tflite_probabilities
 

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from service.model_card import ModelCard
-from service.predictor import Predictor
+from service.runtime.recognizer import Recognizer
 from tests.uploads import SHARED_MNIST, STYLES, encode_png, load_test_digits, make_upload
 
 BATCH = 250
@@ -49,7 +49,7 @@ def test_split() -> tuple[np.ndarray, np.ndarray, list[str], bool]:
 @pytest.mark.parametrize("model_file", ["mnist_cnn_dynamic.tflite", "mnist_cnn_int8.tflite"])
 def test_mnist_accuracy_through_the_api(
     make_app: Callable[..., FastAPI],
-    loaded_predictor: Callable[[str | None], Predictor],
+    loaded_recognizer: Callable[[str | None], Recognizer],
     model_card: ModelCard,
     test_split: tuple[np.ndarray, np.ndarray, list[str], bool],
     capsys: pytest.CaptureFixture[str],
@@ -59,7 +59,7 @@ def test_mnist_accuracy_through_the_api(
     artifact = model_card.artifact_for_file(model_file)
     assert artifact is not None, f"{model_file} is not in the card"
 
-    raw = loaded_predictor(model_file).probabilities(images.astype(np.float32) / 255)
+    raw = loaded_recognizer(model_file).classify(images.astype(np.float32) / 255)
     raw_accuracy = float((raw.argmax(axis=1) == labels).mean())
     with TestClient(make_app(model_file=model_file)) as client:
         api_accuracy = float((_api_digits(client, payloads) == labels).mean())

@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from service.api.schemas import PredictResponse
 from service.model_card import ModelCard
-from service.schemas import PredictResponse
 from tests.conftest import png_base64
 
 Digits = tuple[np.ndarray, np.ndarray]

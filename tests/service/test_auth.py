@@ -10,8 +10,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.auth import is_protected
-from service.error_response import is_v2_request
+from service.middleware.auth import is_protected
+from service.web.errors import is_v2_request
 
 KEY = "s3cret-key-for-tests-0123456789"
 OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/openapi.json", "/metrics", "/v2/health/ready")

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from service.batcher import MicroBatcher
+from service.runtime.batcher import MicroBatcher
 
 
 class Recorder:

@@ -42,16 +42,16 @@ def hurried_url(make_app_module: Callable[..., FastAPI]) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def make_app_module(
-    make_settings: Callable[..., object], loaded_predictor: Callable[[str | None], object]
+    make_settings: Callable[..., object], loaded_recognizer: Callable[[str | None], object]
 ) -> Callable[..., FastAPI]:
     from service.app import create_app
-    from service.predictor import Predictor
+    from service.runtime.recognizer import Recognizer
 
     def make(**overrides: object) -> FastAPI:
         settings = make_settings(**overrides)
-        predictor = Predictor(settings)  # type: ignore[arg-type]
-        predictor.load()
-        return create_app(settings, predictor)  # type: ignore[arg-type]
+        recognizer = Recognizer(settings)  # type: ignore[arg-type]
+        recognizer.load()
+        return create_app(settings, recognizer)  # type: ignore[arg-type]
 
     return make
 

@@ -17,9 +17,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service.body_limit import LINGER_LIMIT_MULTIPLE
-from service.predictor import Predictor
-from service.schemas import ErrorResponse
+from service.middleware.body_limit import LINGER_LIMIT_MULTIPLE
+from service.runtime.interpreter import LiteRTModel
+from service.web.errors import ErrorResponse
 from tests.conftest import png_base64
 
 Digits = tuple[np.ndarray, np.ndarray]
@@ -232,10 +232,10 @@ def test_unexpected_server_error_is_500_with_a_generic_message(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    def broken(self: Predictor, images: np.ndarray) -> np.ndarray:
+    def broken(self: LiteRTModel, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(Predictor, "probabilities", broken)
+    monkeypatch.setattr(LiteRTModel, "predict", broken)
     with TestClient(make_app(), raise_server_exceptions=False) as client:
         response = client.post(
             "/v1/predict", json={"images": [{"data": png_base64(clear_digits[0][0])}]}

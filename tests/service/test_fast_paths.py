@@ -126,22 +126,21 @@ def _is_zombie(pid: int) -> bool:
 
 
 def test_only_images_small_in_pixels_are_decoded_on_the_event_loop() -> None:
-    """A few KB of PNG can declare millions of pixels: such an image must go to a thread."""
-    import base64
+    """A few KB of PNG can declare millions of pixels: such an image must go to a thread.
+    (Small in bytes as sent is the other condition: `DIGITS_INLINE_MAX_BYTES`.)"""
     import io
 
     from PIL import Image
 
-    from service.predictor import _cheap_to_decode
+    from service.runtime.recognizer import _cheap_to_decode
 
-    def png(size: tuple[int, int]) -> str:
+    def png(size: tuple[int, int]) -> bytes:
         buffer = io.BytesIO()
         Image.new("L", size, 255).save(buffer, format="PNG", optimize=True)
-        return base64.b64encode(buffer.getvalue()).decode()
+        return buffer.getvalue()
 
     large = png((2500, 2500))
     assert len(large) < 16384  # small in bytes...
-    assert not _cheap_to_decode(large, 16384)  # ...but not cheap to decode
-    assert _cheap_to_decode(png((28, 28)), 16384)
-    assert not _cheap_to_decode(png((28, 28)), 10)  # over the byte limit
-    assert _cheap_to_decode("not base64!", 16384)  # the inline path reports it as fast
+    assert not _cheap_to_decode(large)  # ...but not cheap to decode
+    assert _cheap_to_decode(png((28, 28)))
+    assert _cheap_to_decode(b"not an image")  # the inline path reports it as fast

@@ -23,7 +23,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from service.errors import DigitsError, ImageTooLargeError, InvalidImageError
-from service.preprocess import decode_base64_image, preprocess_image
+from service.imaging.decode import decode_base64_image
+from service.imaging.preprocess import preprocess_image
+from service.web.errors import status_of
 from tests.conftest import REPO_ROOT
 from tests.hostile_images import HEADER_BUILDERS, MAX_DIMENSION
 from tests.uploads import load_test_digits
@@ -57,7 +59,7 @@ def outcome(run: Callable[[], np.ndarray]) -> str:
     try:
         result = run()
     except DigitsError as error:
-        assert 400 <= error.status_code < 500 and error.message
+        assert 400 <= status_of(error) < 500 and error.message
         return "rejected"
     assert result.shape == (28, 28) and result.dtype == np.float32
     assert np.isfinite(result).all() and result.min() >= 0.0 and result.max() <= 1.0
@@ -200,7 +202,7 @@ def test_bombs_are_refused_in_bounded_memory() -> None:
         from tests.hostile_images import png_bomb, png_iccp_bomb, HEADER_BUILDERS
         from tests.uploads import encode_png, load_test_digits
         from service.errors import DigitsError
-        from service.preprocess import preprocess_image
+        from service.imaging.preprocess import preprocess_image
 
         bombs = [png_bomb(30_000, 30_000), png_bomb(8_000, 6_000), png_iccp_bomb(64)]
         bombs += [build(65_535, 65_535) for build in HEADER_BUILDERS.values()]

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from starlette.types import Message, Receive, Scope, Send
 
-from service.metrics import MetricsMiddleware
+from service.middleware.metrics import MetricsMiddleware
 from service.model_card import ModelCard
 from tests.uploads import encode_png
 

@@ -29,7 +29,7 @@ def _modules_after(code: str) -> list[str]:
 
 
 def test_importing_the_service_does_not_import_tensorflow() -> None:
-    modules = _modules_after("import service.app, service.__main__, service.predictor")
+    modules = _modules_after("import service.app, service.server.cli, service.runtime.recognizer")
     assert not set(FORBIDDEN) & set(modules)
 
 
@@ -41,17 +41,17 @@ def test_serving_a_prediction_does_not_import_tensorflow() -> None:
         from PIL import Image
         from fastapi.testclient import TestClient
         from service.app import create_app
-        from service.predictor import Predictor
+        from service.runtime.recognizer import Recognizer
         from service.settings import Settings
 
         settings = Settings(model_card={str(MODEL_CARD)!r})
-        predictor = Predictor(settings)
-        predictor.load()
+        recognizer = Recognizer(settings)
+        recognizer.load()
         digit = np.zeros((28, 28), np.uint8)
         digit[6:22, 13:15] = 255
         buffer = io.BytesIO()
         Image.fromarray(digit).save(buffer, format="PNG")
-        with TestClient(create_app(settings, predictor)) as client:
+        with TestClient(create_app(settings, recognizer)) as client:
             response = client.post(
                 "/v1/predict",
                 json={{"images": [{{"data": base64.b64encode(buffer.getvalue()).decode()}}]}},

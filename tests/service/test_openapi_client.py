@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from service.model_card import ModelCard
-from service.predictor import Predictor
+from service.runtime.recognizer import Recognizer
 from service.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.loopback_server import live_server
@@ -53,11 +53,11 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[st
 
 @pytest.fixture(scope="module")
 def base_url(
-    make_settings: Callable[..., Settings], loaded_predictor: Callable[[str | None], Predictor]
+    make_settings: Callable[..., Settings], loaded_recognizer: Callable[[str | None], Recognizer]
 ) -> Iterator[str]:
     from service.app import create_app
 
-    with live_server(create_app(make_settings(), loaded_predictor(None))) as url:
+    with live_server(create_app(make_settings(), loaded_recognizer(None))) as url:
         yield url
 
 

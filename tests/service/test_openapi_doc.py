@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from service.model_card import ModelCard
-from service.openapi_doc import build_document, main, render
-from service.openapi_schema import SEVEN_PNG_BASE64
-from service.predictor import Predictor
+from service.runtime.recognizer import Recognizer
 from service.settings import Settings
+from service.web.openapi import SEVEN_PNG_BASE64
+from service.web.openapi_doc import build_document, main, render
 from tests.conftest import REPO_ROOT
 from tests.loopback_server import live_server
 
@@ -81,7 +81,7 @@ def test_every_endpoint_has_a_section_and_a_curl_example() -> None:
 def test_curl_examples_work(
     tmp_path: Path,
     make_settings: Callable[..., Settings],
-    loaded_predictor: Callable[[str | None], Predictor],
+    loaded_recognizer: Callable[[str | None], Recognizer],
     model_card: ModelCard,
 ) -> None:
     """Every curl line of openapi.md, run by curl against a real server."""
@@ -95,7 +95,7 @@ def test_curl_examples_work(
     assert len(commands) == len(_operations())
     (tmp_path / "seven.png").write_bytes(base64.b64decode(SEVEN_PNG_BASE64))
     env = {**os.environ, "MODEL_VERSION": model_card.version}
-    with live_server(create_app(make_settings(), loaded_predictor(None))) as url:
+    with live_server(create_app(make_settings(), loaded_recognizer(None))) as url:
         for command in commands:
             command = command.replace("localhost:8000", url.removeprefix("http://"))
             result = subprocess.run(

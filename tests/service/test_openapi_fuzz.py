@@ -16,7 +16,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from service.app import create_app
-from service.predictor import Predictor
+from service.runtime.recognizer import Recognizer
 from service.settings import Settings
 from tests.conftest import MODEL_CARD
 
@@ -32,9 +32,9 @@ EXAMPLES_PER_OPERATION = 40
 
 def _app() -> FastAPI:
     settings = Settings(model_card=MODEL_CARD)
-    predictor = Predictor(settings)
-    predictor.load()
-    return create_app(settings, predictor)
+    recognizer = Recognizer(settings)
+    recognizer.load()
+    return create_app(settings, recognizer)
 
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", _app())

@@ -1,5 +1,5 @@
 """The interpreter pool under concurrent requests, inference in both input dtypes, and the
-effect of each predictor setting (decode and interpreter concurrency, the inline path,
+effect of each recognizer setting (decode and interpreter concurrency, the inline path,
 micro-batching), observed through counters rather than timings."""
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-import service.predictor
-from service.interpreter import LiteRTModel
-from service.predictor import CHUNK_SIZE, Predictor
-from service.schemas import PredictRequest, PredictResponse
+import service.runtime.recognizer
+from service.api import dataplane
+from service.api.schemas import PredictRequest, PredictResponse
+from service.runtime.interpreter import LiteRTModel
+from service.runtime.pool import CHUNK_SIZE
+from service.runtime.recognizer import Recognizer
 from service.settings import Settings
 from tests.conftest import png_base64
 
@@ -73,47 +75,47 @@ def test_many_concurrent_requests_get_their_own_correct_answers(
 
 
 def test_batches_bigger_than_a_chunk_match_single_images(
-    loaded_predictor: Callable[[str | None], Predictor], clear_digits: Digits
+    loaded_recognizer: Callable[[str | None], Recognizer], clear_digits: Digits
 ) -> None:
-    predictor = loaded_predictor(None)
+    recognizer = loaded_recognizer(None)
     images = clear_digits[0].astype(np.float32) / 255
     batch = np.concatenate([images] * (2 * CHUNK_SIZE // len(images) + 2))[: 2 * CHUNK_SIZE + 3]
-    together = predictor.probabilities(batch)
-    alone = np.concatenate([predictor.probabilities(image[None]) for image in batch])
+    together = recognizer.classify(batch)
+    alone = np.concatenate([recognizer.classify(image[None]) for image in batch])
     np.testing.assert_allclose(together, alone, atol=1e-5)
     np.testing.assert_allclose(together.sum(axis=1), 1.0, atol=1e-12)
 
 
 def test_float_and_int8_models_agree(
-    loaded_predictor: Callable[[str | None], Predictor],
+    loaded_recognizer: Callable[[str | None], Recognizer],
     tflite_files: list[str],
     clear_digits: Digits,
 ) -> None:
     images, labels = clear_digits
     x = images.astype(np.float32) / 255
     for model_file in tflite_files:
-        probabilities = loaded_predictor(model_file).probabilities(x)
+        probabilities = loaded_recognizer(model_file).classify(x)
         assert (probabilities.argmax(axis=1) == labels).all(), model_file
         assert (probabilities >= 0).all()
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-12)
 
 
-# --- one test per predictor setting: each fails if its setting is ignored ---------------
+# --- one test per recognizer setting: each fails if its setting is ignored ---------------
 
 
-def _loaded(make_settings: Callable[..., Settings], **overrides: Any) -> Predictor:
-    predictor = Predictor(make_settings(**overrides))
-    predictor.load()
-    return predictor
+def _loaded(make_settings: Callable[..., Settings], **overrides: Any) -> Recognizer:
+    recognizer = Recognizer(make_settings(**overrides))
+    recognizer.load()
+    return recognizer
 
 
 def _request(*images: np.ndarray) -> PredictRequest:
     return PredictRequest.model_validate({"images": [{"data": png_base64(i)} for i in images]})
 
 
-def _predict_all(predictor: Predictor, requests: list[PredictRequest]) -> list[PredictResponse]:
+def _predict_all(recognizer: Recognizer, requests: list[PredictRequest]) -> list[PredictResponse]:
     async def together() -> list[PredictResponse]:
-        return await asyncio.gather(*(predictor.predict(r) for r in requests))
+        return await asyncio.gather(*(dataplane.predict(recognizer, r) for r in requests))
 
     return asyncio.run(together())
 
@@ -161,7 +163,7 @@ def test_batching_settings_decide_how_many_requests_share_an_interpreter_call(
     sizes: list[int],
 ) -> None:
     images, labels = clear_digits
-    predictor = _loaded(make_settings, **overrides)
+    recognizer = _loaded(make_settings, **overrides)
     calls: list[int] = []
     real_predict = LiteRTModel.predict
 
@@ -170,7 +172,7 @@ def test_batching_settings_decide_how_many_requests_share_an_interpreter_call(
         return real_predict(self, batch, batch_size)
 
     monkeypatch.setattr(LiteRTModel, "predict", counted)
-    responses = _predict_all(predictor, [_request(image) for image in images[:7]])
+    responses = _predict_all(recognizer, [_request(image) for image in images[:7]])
     assert calls == sizes
     assert [r.predictions[0].digit for r in responses] == labels[:7].tolist()
 
@@ -181,13 +183,13 @@ def test_inline_max_bytes_decides_which_images_are_decoded_on_the_event_loop(
     image = clear_digits[0][0]
     size = len(png_base64(image))
     threads: list[threading.Thread] = []
-    real_preprocess = service.predictor.preprocess_image
+    real_preprocess = service.runtime.recognizer.preprocess_image
 
     def recorded(data: bytes, **options: Any) -> np.ndarray:
         threads.append(threading.current_thread())
         return real_preprocess(data, **options)
 
-    monkeypatch.setattr(service.predictor, "preprocess_image", recorded)
+    monkeypatch.setattr(service.runtime.recognizer, "preprocess_image", recorded)
     for limit, on_loop in ((size, True), (size - 1, False)):  # both far below the default
         threads.clear()
         _predict_all(_loaded(make_settings, inline_max_bytes=limit), [_request(image)])
@@ -198,19 +200,19 @@ def test_decode_threads_bounds_how_many_images_are_decoded_at_once(
     make_settings: Callable[..., Settings], clear_digits: Digits, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     images, labels = clear_digits
-    predictor = _loaded(make_settings, decode_threads=2)  # the default is 4
+    recognizer = _loaded(make_settings, decode_threads=2)  # the default is 4
     crowd = Crowd(2)
-    real_preprocess = service.predictor.preprocess_image
+    real_preprocess = service.runtime.recognizer.preprocess_image
 
     def crowded(data: bytes, **options: Any) -> np.ndarray:
         with crowd.enter():
             return real_preprocess(data, **options)
 
-    monkeypatch.setattr(service.predictor, "preprocess_image", crowded)
+    monkeypatch.setattr(service.runtime.recognizer, "preprocess_image", crowded)
     # Two-image requests decode in worker threads, one image after the other: 4 requests
     # could decode 4 images at once but for the setting.
     requests = [_request(images[2 * i], images[2 * i + 1]) for i in range(4)]
-    responses = _predict_all(predictor, requests)
+    responses = _predict_all(recognizer, requests)
     assert crowd.peak == 2
     assert [p.digit for r in responses for p in r.predictions] == labels[:8].tolist()
 
@@ -218,7 +220,7 @@ def test_decode_threads_bounds_how_many_images_are_decoded_at_once(
 def test_interpreters_is_how_many_inferences_run_at_once(
     make_settings: Callable[..., Settings], clear_digits: Digits, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    predictor = _loaded(make_settings, interpreters=3)  # the default is 2
+    recognizer = _loaded(make_settings, interpreters=3)  # the default is 2
     crowd = Crowd(3)
     real_predict = LiteRTModel.predict
 
@@ -228,7 +230,7 @@ def test_interpreters_is_how_many_inferences_run_at_once(
 
     monkeypatch.setattr(LiteRTModel, "predict", crowded)
     x = clear_digits[0][:1].astype(np.float32) / 255
-    callers = [threading.Thread(target=predictor.probabilities, args=(x,)) for _ in range(6)]
+    callers = [threading.Thread(target=recognizer.classify, args=(x,)) for _ in range(6)]
     for caller in callers:
         caller.start()
     for caller in callers:

@@ -19,13 +19,9 @@ import pytest
 from PIL import Image, ImageFile
 
 from service.errors import DigitsError, ImageTooLargeError, InvalidImageError
-from service.preprocess import (
-    DEFAULT_MAX_PIXELS,
-    decode_base64_image,
-    load_image,
-    normalize_digit,
-    preprocess_image,
-)
+from service.imaging.decode import decode_base64_image, load_image
+from service.imaging.preprocess import normalize_digit, preprocess_image
+from service.settings import DEFAULT_MAX_PIXELS
 from tests.uploads import (
     STYLES,
     canvas_drawing,

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Message
 
-from service.request_timeout import RequestTimeout
+from service.middleware.request_timeout import RequestTimeout
 from tests.uploads import load_test_digits, make_upload
 
 DEADLINE = 0.5

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.predictor import Predictor
+from service.runtime.recognizer import Recognizer
 from service.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.loopback_server import free_port, live_server
@@ -29,7 +29,7 @@ Digits = tuple[np.ndarray, np.ndarray]
 
 def _score(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "service.score_cli", *args],
+        [sys.executable, "-m", "service.scoring.cli", *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -39,11 +39,11 @@ def _score(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
 
 @pytest.fixture(scope="module")
 def base_url(
-    make_settings: Callable[..., Settings], loaded_predictor: Callable[[str | None], Predictor]
+    make_settings: Callable[..., Settings], loaded_recognizer: Callable[[str | None], Recognizer]
 ) -> Iterator[str]:
     from service.app import create_app
 
-    with live_server(create_app(make_settings(), loaded_predictor(None))) as url:
+    with live_server(create_app(make_settings(), loaded_recognizer(None))) as url:
         yield url
 
 
@@ -144,20 +144,20 @@ def test_missing_paths(base_url: str, tree: tuple[Path, dict[str, int | None]]) 
 def test_waits_for_a_server_that_is_not_up_yet(
     tree: tuple[Path, dict[str, int | None]],
     make_settings: Callable[..., Settings],
-    loaded_predictor: Callable[[str | None], Predictor],
+    loaded_recognizer: Callable[[str | None], Recognizer],
 ) -> None:
     """Connection refused, then a server: retried with backoff, nothing lost."""
     from service.app import create_app
 
     root, expected = tree
     port = free_port()
-    command = [sys.executable, "-m", "service.score_cli", str(root / "scans" / "photos")]
+    command = [sys.executable, "-m", "service.scoring.cli", str(root / "scans" / "photos")]
     command += ["--url", f"http://127.0.0.1:{port}", "--backoff", "0.2", "--retries", "8"]
     scorer = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
     try:
         time.sleep(1.0)  # a few refused connections
         assert scorer.poll() is None
-        with live_server(create_app(make_settings(), loaded_predictor(None)), port=port):
+        with live_server(create_app(make_settings(), loaded_recognizer(None)), port=port):
             stdout, _ = scorer.communicate(timeout=60)
     finally:
         scorer.kill()
@@ -206,7 +206,7 @@ def _count_503(app: object) -> float:
 
 
 def test_the_client_imports_neither_tensorflow_nor_the_server() -> None:
-    code = "import json, sys, service.score_cli; print(json.dumps(sorted(sys.modules)))"
+    code = "import json, sys, service.scoring.cli; print(json.dumps(sorted(sys.modules)))"
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
@@ -260,7 +260,7 @@ def test_batches_over_the_servers_limit_are_split(tmp_path: Path, clear_digits: 
 def test_a_limit_that_does_not_help_is_reported_not_looped_on(tmp_path: Path) -> None:
     """A server (or proxy) claiming a limit of 4 even for batches of 4 or fewer: every
     image gets that error, none is dropped, and the CLI stops asking."""
-    from service.score_cli import Scorer
+    from service.scoring.cli import Scorer
 
     sizes: list[int] = []
 

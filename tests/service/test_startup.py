@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.errors import ModelLoadError
 from service.model_card import ModelCard, sha256_of_file
-from service.predictor import Predictor
+from service.runtime.recognizer import Recognizer
 from service.settings import Settings
 from tests.conftest import MODEL_CARD, REPO_ROOT
 
@@ -84,16 +84,16 @@ def _edit_card(card_path: Path, edit: Callable[[dict], None]) -> None:
 def _load(card_path: Path, model_file: str | None = None) -> str:
     """Load and expect failure; the one-line message."""
     with pytest.raises(ModelLoadError) as failure:
-        Predictor(Settings(model_card=card_path, model_file=model_file)).load()
+        Recognizer(Settings(model_card=card_path, model_file=model_file)).load()
     message = str(failure.value)
     assert "\n" not in message
     return message
 
 
 def test_the_copy_loads(model_copy: Path) -> None:
-    predictor = Predictor(Settings(model_card=model_copy))
-    predictor.load()
-    assert predictor.state == "ready"
+    recognizer = Recognizer(Settings(model_card=model_copy))
+    recognizer.load()
+    assert recognizer.state == "ready"
 
 
 def test_missing_card(tmp_path: Path) -> None:
@@ -174,9 +174,9 @@ def test_model_file_must_be_a_tflite_listed_in_the_card(
 
 def test_selected_model_file_is_served(model_copy: Path, tflite_files: list[str]) -> None:
     for model_file in tflite_files:
-        predictor = Predictor(Settings(model_card=model_copy, model_file=model_file))
-        predictor.load()
-        assert predictor.describe().served.artifact.file == model_file
+        recognizer = Recognizer(Settings(model_card=model_copy, model_file=model_file))
+        recognizer.load()
+        assert recognizer.model.artifact.file == model_file
 
 
 # --- readiness ------------------------------------------------------------------------

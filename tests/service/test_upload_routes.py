@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service.schemas import PredictResponse
+from service.api.schemas import PredictResponse
 from tests.uploads import encode_jpeg, encode_png, paper_photo
 
 Digits = tuple[np.ndarray, np.ndarray]

@@ -349,9 +349,9 @@ def test_not_ready_while_loading(
 
 @pytest.fixture
 def draining_client(make_app: Callable[..., FastAPI]) -> Iterator[TestClient]:
-    app = make_app(max_images=255)  # a predictor of its own: draining is one-way
+    app = make_app(max_images=255)  # a recognizer of its own: draining is one-way
     with TestClient(app) as client:
-        app.state.predictor.start_draining()
+        app.state.recognizer.start_draining()
         yield client
 
 

@@ -16,7 +16,7 @@ from tritonclient.utils import InferenceServerException
 
 from service.app import create_app
 from service.model_card import ModelCard
-from service.predictor import Predictor
+from service.runtime.recognizer import Recognizer
 from service.settings import Settings
 from tests.loopback_server import live_server
 from tests.uploads import encode_png, load_test_digits
@@ -26,9 +26,9 @@ COUNT = 200  # real MNIST test digits per batch
 
 @pytest.fixture(scope="module")
 def triton_client(
-    make_settings: Callable[..., Settings], loaded_predictor: Callable[[str | None], Predictor]
+    make_settings: Callable[..., Settings], loaded_recognizer: Callable[[str | None], Recognizer]
 ) -> Iterator[triton.InferenceServerClient]:
-    app = create_app(make_settings(), loaded_predictor(None))
+    app = create_app(make_settings(), loaded_recognizer(None))
     with live_server(app) as url:
         client = triton.InferenceServerClient(url.removeprefix("http://"))
         try:

@@ -14,10 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field
 Parameters = dict[str, Any]
 
 
-class V2ErrorResponse(BaseModel):
-    error: str = Field(description="What went wrong (the protocol's flat error shape).")
-
-
 class ServerMetadata(BaseModel):
     name: str
     version: str
@@ -109,3 +105,8 @@ class InferResponse(BaseModel):
     id: str | None = None
     parameters: Parameters | None = None
     outputs: list[ResponseOutput]
+
+
+# Components the OpenAPI document must carry though no route parses them with FastAPI
+# (the infer body is read raw, to take binary tensor data).
+OPENAPI_MODELS = (InferRequest,)

@@ -15,18 +15,12 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageChops, ImageFilter
 
-from service.decode import DEFAULT_MAX_PIXELS, DRAFT_MIN_SIDE, decode_base64_image, load_image
 from service.errors import InvalidImageError
+from service.imaging.decode import DRAFT_MIN_SIDE, load_image
+from service.model_card import IMAGE_SIDE
+from service.settings import DEFAULT_MAX_PIXELS
 
-__all__ = [
-    "DEFAULT_MAX_PIXELS",
-    "decode_base64_image",
-    "load_image",
-    "normalize_digit",
-    "preprocess_image",
-]
-
-MNIST_SIZE = 28
+MNIST_SIZE = IMAGE_SIDE
 BOX_SIZE = 20
 # MNIST shifts by whole pixels so the centre of mass lands within ±0.5 of pixel 14
 # (measured over the whole test split), not at the geometric 13.5.

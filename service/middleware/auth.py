@@ -14,7 +14,7 @@ import hmac
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.error_response import error_response_for, route_path
+from service.web.errors import error_response_for, route_path
 
 PROTECTED_PREFIXES: tuple[str, ...] = ("/v1", "/v2")
 OPEN_PREFIXES: tuple[str, ...] = ("/v2/health",)

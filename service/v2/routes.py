@@ -1,7 +1,7 @@
 """Open Inference Protocol (KServe V2 / Triton HTTP/REST) routes: thin, over `OpenInference`.
 
 Errors under `/v2` take the protocol's flat shape `{"error": "message"}`, whichever layer
-refuses the request (`service/error_response.py` chooses the shape by path).
+refuses the request (`service/web/errors.py` chooses the shape by path).
 """
 
 from __future__ import annotations
@@ -10,19 +10,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from service.error_response import V2_PREFIX
-from service.v2_inference import OpenInference
-from service.v2_schemas import (
-    InferRequest,
+from service.v2.codec import HEADER_LENGTH
+from service.v2.dataplane import OpenInference
+from service.v2.schemas import (
     InferResponse,
     LiveResponse,
     ModelMetadata,
     ModelReadyResponse,
     ReadyResponse,
     ServerMetadata,
-    V2ErrorResponse,
 )
-from service.v2_tensors import HEADER_LENGTH
+from service.web.errors import V2_PREFIX, documented_errors
 
 PREFIX = V2_PREFIX
 MODEL_NAME_EXAMPLE = "mnist-digits-cnn"
@@ -31,18 +29,13 @@ router = APIRouter(prefix=PREFIX, tags=["open inference protocol (v2)"])
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    descriptions = {
-        400: "The request or a tensor is invalid (shape, datatype, values, an image).",
-        404: "No such model or version.",
-        413: "Request body larger than the configured limit.",
-        415: "A compressed request body (Content-Encoding).",
-        503: "The model is not loaded (yet).",
-    }
-    return {s: {"model": V2ErrorResponse, "description": descriptions[s]} for s in statuses}
+    return documented_errors(
+        *statuses, v2=True, s415="A compressed request body (Content-Encoding)."
+    )
 
 
 async def get_inference(request: Request) -> OpenInference:
-    return OpenInference(request.app.state.predictor)
+    return OpenInference(request.app.state.recognizer)
 
 
 InferenceDep = Annotated[OpenInference, Depends(get_inference)]
@@ -59,9 +52,6 @@ _INFER_BODY = {
         f"(its length in the `{HEADER_LENGTH}` header) followed by the raw tensors.",
     }
 }
-# Components the OpenAPI document must carry though no route parses them with FastAPI
-# (the infer body is read raw, to take binary tensor data).
-OPENAPI_MODELS = (InferRequest,)
 
 
 @router.get("", summary="Server metadata: name, version, protocol extensions")

@@ -66,7 +66,7 @@ class MicroBatcher:
         self.max_batch = max_batch
         self.max_running = max_running
         self.offload = offload
-        # Hook for a queue-wait histogram (service.metrics, when present): seconds each
+        # Hook for a queue-wait histogram (service.middleware.metrics, when present): seconds each
         # request waited between `submit()` and the start of its batch.
         self.on_queue_wait = on_queue_wait
         self.stats = BatchStats()

@@ -19,7 +19,7 @@ import contextlib
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.error_response import error_response_for
+from service.web.errors import error_response_for
 
 
 class RequestTimeout:

@@ -18,10 +18,8 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic.json_schema import models_json_schema
 
-from service.error_response import is_v2_request
-from service.schemas import ErrorResponse
-from service.v2 import OPENAPI_MODELS
-from service.v2_schemas import V2ErrorResponse
+from service.v2.schemas import OPENAPI_MODELS
+from service.web.errors import ERROR_DESCRIPTIONS, ErrorResponse, V2ErrorResponse, is_v2_request
 
 COMPONENTS = "#/components/schemas/"
 # A real MNIST test digit (a 7), 28×28 grey PNG: examples that work when pasted.
@@ -129,9 +127,9 @@ def _fix_errors(operation: dict[str, Any], error: dict[str, str], *, v2: bool) -
             media["schema"] = dict(error)
             response["description"] = "Invalid request; the message says what is wrong."
     if "requestBody" in operation and "413" not in responses:
-        responses["413"] = _error_response(error, "Request body larger than the configured limit.")
+        responses["413"] = _error_response(error, ERROR_DESCRIPTIONS[413])
     if "500" not in responses:
-        responses["500"] = _error_response(error, "Unexpected server error.")
+        responses["500"] = _error_response(error, ERROR_DESCRIPTIONS[500])
     operation["responses"] = dict(sorted(responses.items()))
 
 

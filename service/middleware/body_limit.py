@@ -19,7 +19,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.error_response import error_response_for
+from service.web.errors import error_response_for
 
 # How long, in all, a refused body is drained before the connection is closed; and how
 # long one read may stall. nginx uses 30 s and 5 s; an honest client on any network

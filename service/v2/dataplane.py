@@ -11,18 +11,22 @@ import numpy as np
 from fastapi import Response
 
 from service import __version__
-from service.errors import DigitsError, ModelNotReadyError, UnsupportedMediaTypeError
-from service.predictor import Predictor
-from service.schemas import ImageInput, ModelInfo, PredictRequest
-from service.v2_schemas import MetadataTensor, ModelMetadata, ServerMetadata
-from service.v2_tensors import (
+from service.errors import DigitsError, ModelNotReadyError
+from service.middleware.metrics import IMAGES_PER_REQUEST
+from service.model_card import IMAGE_SIDE, NUM_CLASSES, ModelCard
+from service.runtime.recognizer import Recognizer
+from service.v2.codec import (
     HEADER_LENGTH,
     OUTPUT_DATATYPES,
+    EncodedImage,
     TensorError,
     decode_images,
     encode_response,
+    image_bytes,
     read_request,
 )
+from service.v2.schemas import MetadataTensor, ModelMetadata, ServerMetadata
+from service.web.errors import ModelNotFoundError, UnsupportedMediaTypeError
 
 SERVER_NAME = "digits"
 EXTENSIONS = ("binary_tensor_data",)
@@ -30,45 +34,40 @@ PLATFORM = "litert_tflite"
 INPUT_NAME = "images"
 
 
-class ModelNotFoundError(DigitsError):
-    status_code = 404
-    code = "model_not_found"
-
-
 class OpenInference:
-    """Open Inference Protocol answers for the one model a `Predictor` serves."""
+    """Open Inference Protocol answers for the one model a `Recognizer` serves."""
 
-    def __init__(self, predictor: Predictor) -> None:
-        self.predictor = predictor
+    def __init__(self, recognizer: Recognizer) -> None:
+        self.recognizer = recognizer
 
     def server_metadata(self) -> ServerMetadata:
         return ServerMetadata(name=SERVER_NAME, version=__version__, extensions=list(EXTENSIONS))
 
     def is_ready(self) -> bool:
-        return self.predictor.state == "ready"
+        return self.recognizer.state == "ready"
 
-    def model(self, name: str, version: str | None = None) -> ModelInfo:
+    def model(self, name: str, version: str | None = None) -> ModelCard:
         """The served model if it is `name` (and `version`); 404 if not, 503 while loading."""
-        info = self.predictor.model_info()  # raises ModelNotReadyError while loading
-        if name != info.name:
-            raise ModelNotFoundError(f"unknown model {name!r}; this server serves {info.name!r}")
-        if version is not None and version != info.version:
+        card = self.recognizer.model.card  # raises ModelNotReadyError while loading
+        if name != card.name:
+            raise ModelNotFoundError(f"unknown model {name!r}; this server serves {card.name!r}")
+        if version is not None and version != card.version:
             raise ModelNotFoundError(
-                f"model {name!r} has no version {version!r}; it serves version {info.version!r}"
+                f"model {name!r} has no version {version!r}; it serves version {card.version!r}"
             )
-        return info
+        return card
 
-    def ready_model(self, name: str, version: str | None = None) -> ModelInfo:
+    def ready_model(self, name: str, version: str | None = None) -> ModelCard:
         """`model`, and 503 unless it is ready for traffic (not while draining either)."""
         info = self.model(name, version)
         if not self.is_ready():
-            raise ModelNotReadyError(f"the model is {self.predictor.state}")
+            raise ModelNotReadyError(f"the model is {self.recognizer.state}")
         return info
 
     def metadata(self, name: str, version: str | None = None) -> ModelMetadata:
         info = self.model(name, version)
-        artifact = self.predictor.describe().served.artifact
-        shape = artifact.input.shape if artifact.input is not None else [28, 28, 1]
+        artifact = self.recognizer.model.artifact
+        shape = artifact.input.shape if artifact.input is not None else [IMAGE_SIDE, IMAGE_SIDE, 1]
         return ModelMetadata(
             name=info.name,
             versions=[info.version],
@@ -76,7 +75,7 @@ class OpenInference:
             inputs=[MetadataTensor(name=INPUT_NAME, datatype="FP32", shape=[-1, *shape])],
             outputs=[
                 MetadataTensor(name="probabilities", datatype=OUTPUT_DATATYPES["probabilities"],
-                               shape=[-1, 10]),
+                               shape=[-1, NUM_CLASSES]),
                 MetadataTensor(name="digit", datatype=OUTPUT_DATATYPES["digit"], shape=[-1]),
             ],
         )  # fmt: skip
@@ -96,11 +95,12 @@ class OpenInference:
             )
         request, binary = read_request(body, header_length)
         tensor = request.inputs[0]
-        images = decode_images(tensor, binary, self.predictor.settings.max_images)
+        images = decode_images(tensor, binary, self.recognizer.settings.max_images)
+        IMAGES_PER_REQUEST.observe(len(images))
         if isinstance(images, np.ndarray):
-            probabilities = await self.predictor.predict_arrays(images)
+            probabilities = await self.recognizer.classify_async(images)
         else:
-            probabilities = await self._predict_encoded(tensor.name, images)
+            probabilities = await self._recognize(tensor.name, images)
         content, json_length = encode_response(request, info.name, info.version, probabilities)
         if json_length is None:
             return Response(content, media_type="application/json")
@@ -110,20 +110,13 @@ class OpenInference:
             headers={HEADER_LENGTH: str(json_length)},
         )
 
-    async def _predict_encoded(self, tensor_name: str, images: list[str]) -> np.ndarray:
-        # The same request /v1/predict builds, so decoding limits, the bound on
-        # concurrent decodes and the preprocessing are exactly those of /v1. Built
-        # without validation: the strings are checked by the decoder, as in /v1.
-        request = PredictRequest.model_construct(
-            images=[ImageInput.model_construct(data=image, id=None) for image in images],
-            top_k=1,
-            return_preprocessed=False,
-        )
+    async def _recognize(self, tensor_name: str, images: list[EncodedImage]) -> np.ndarray:
+        # The runtime call /v1/predict makes, so decoding limits, the bound on concurrent
+        # decodes and the preprocessing are exactly those of /v1.
         try:
-            response = await self.predictor.predict(request)
+            return (await self.recognizer.recognize_async(images, image_bytes)).probabilities
         except ModelNotReadyError:
             raise
         except DigitsError as error:
             where = f"element {error.index}: " if error.index is not None else ""
             raise TensorError(f"input {tensor_name!r}: {where}{error.message}") from None
-        return np.array([prediction.probabilities for prediction in response.predictions])

@@ -8,7 +8,6 @@ Everything a client can get wrong becomes a `TensorError` (400) naming the tenso
 
 from __future__ import annotations
 
-import base64
 import math
 import re
 import struct
@@ -18,11 +17,12 @@ import numpy as np
 import orjson
 from pydantic import ValidationError
 
-from service.errors import DigitsError
-from service.v2_schemas import InferRequest, Parameters, RequestInput
+from service.imaging.decode import decode_base64_image
+from service.model_card import IMAGE_SIDE
+from service.v2.schemas import InferRequest, Parameters, RequestInput
+from service.web.errors import HttpError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
-IMAGE_SIDE = 28
 # One image per row of the batch, as the model's own (28, 28, 1), without the
 # channel, or flattened like most MNIST tutorials keep it.
 PIXEL_SHAPES = ((IMAGE_SIDE, IMAGE_SIDE), (IMAGE_SIDE, IMAGE_SIDE, 1), (IMAGE_SIDE * IMAGE_SIDE,))
@@ -35,15 +35,17 @@ _OUTPUT_DTYPES: dict[str, np.dtype[Any]] = {"FP32": np.dtype("<f4"), "INT64": np
 _BASE64_TEXT = re.compile(rb"(data:[^,]*;base64,)?[A-Za-z0-9+/=\-_\s]+")
 
 
-class TensorError(DigitsError):
+class TensorError(HttpError):
     """A request the protocol or this model cannot take: 400, as the protocol says."""
 
     status_code = 400
     code = "invalid_tensor"
 
 
-Images = np.ndarray | list[str]
-"""(N, 28, 28) float32 pixels in [0, 1], or N base64-encoded image files."""
+EncodedImage = bytes | str
+"""An image file: its raw bytes, or base64 text (`image_bytes` reads either)."""
+Images = np.ndarray | list[EncodedImage]
+"""(N, 28, 28) float32 pixels in [0, 1], or N encoded image files."""
 
 
 def read_request(body: bytes, header_length: str | None) -> tuple[InferRequest, bytes | None]:
@@ -99,7 +101,7 @@ def read_request(body: bytes, header_length: str | None) -> tuple[InferRequest, 
 
 
 def decode_images(tensor: RequestInput, binary: bytes | None, max_images: int) -> Images:
-    """The input tensor as images the predictor takes."""
+    """The input tensor as images the runtime takes."""
     if any(size < 0 for size in tensor.shape):
         raise TensorError(f"input {tensor.name!r}: negative size in shape {tensor.shape}")
     count = tensor.shape[0] if tensor.shape else 0
@@ -158,7 +160,12 @@ def _pixels(tensor: RequestInput, binary: bytes | None) -> np.ndarray:
     return pixels
 
 
-def _encoded_images(tensor: RequestInput, binary: bytes | None, count: int) -> list[str]:
+def image_bytes(image: EncodedImage) -> bytes:
+    """The file's bytes; base64 text is decoded (in the runtime's worker thread)."""
+    return image if isinstance(image, bytes) else decode_base64_image(image)
+
+
+def _encoded_images(tensor: RequestInput, binary: bytes | None, count: int) -> list[EncodedImage]:
     name, shape = tensor.name, tensor.shape
     if shape not in ([count], [count, 1]):
         raise TensorError(f"input {name!r}: BYTES shape must be [N] or [N, 1], got {shape}")
@@ -170,13 +177,13 @@ def _encoded_images(tensor: RequestInput, binary: bytes | None, count: int) -> l
         raise TensorError(
             f"input {name!r}: shape {shape} holds {count} elements, got {len(elements)}"
         )
-    images = []
+    images: list[EncodedImage] = []
     for index, element in enumerate(elements):
         if isinstance(element, bytes):
             # Raw file bytes as the binary extension sends them; base64 text sent in
             # binary (tritonclient's default mode) is taken as it is.
             text = _BASE64_TEXT.fullmatch(element) is not None
-            images.append(element.decode("ascii") if text else base64.b64encode(element).decode())
+            images.append(element.decode("ascii") if text else element)
         elif isinstance(element, str):
             images.append(element)
         else:

@@ -15,8 +15,7 @@ import re
 from PIL import Image, ImageFile, ImageOps
 
 from service.errors import ImageTooLargeError, InvalidImageError
-
-DEFAULT_MAX_PIXELS: int = 40_000_000  # per-image decoded-pixel limit default
+from service.settings import DEFAULT_MAX_PIXELS
 
 # Formats with mature, fuzzed decoders that real clients send. Everything else Pillow
 # can read (PSD, EPS via Ghostscript, exotic raw formats...) is attack surface with no

@@ -1,7 +1,8 @@
 """One LiteRT interpreter with the model's input/output quantization handled.
 
-Used by the service's predictor pool, by the trainer to measure every exported
-`.tflite`, and by the benchmarks, so that all three see the same numbers.
+Used by the service's interpreter pool (service/runtime/pool.py), by the trainer to
+measure every exported `.tflite`, and by the benchmarks, so that all three see the same
+numbers.
 An instance is NOT thread-safe (LiteRT's own rule): give each thread its own.
 """
 
@@ -55,8 +56,8 @@ class LiteRTModel:
         return cls(path.read_bytes(), num_threads=num_threads)
 
     def _resize(self, batch_size: int) -> None:
-        # Re-allocation is costly; callers that care keep batch sizes steady
-        # (the predictor pads to a few fixed sizes), so this runs rarely.
+        # Re-allocation costs about one image's inference; batches run at their exact
+        # size (padding would cost whole images), so this runs when the size changes.
         if batch_size != self._batch_size:
             shape = [batch_size, *self.input_spec.shape]
             self._interpreter.resize_tensor_input(self._input_index, shape, strict=False)

@@ -1,4 +1,5 @@
-"""Request and response bodies of the HTTP API (these are what /docs shows)."""
+"""Request and response bodies of the `/v1` API (these are what /docs shows); the error
+bodies are shared with every route (service/web/errors.py)."""
 
 from __future__ import annotations
 
@@ -89,15 +90,3 @@ class ReadinessResponse(BaseModel):
     status: Literal["ready", "loading", "draining", "failed"]
     detail: str | None = Field(default=None, description="Why the service is not ready.")
     model: ModelInfo | None = None
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(description="Stable machine-readable code, e.g. `invalid_image`.")
-    message: str = Field(description="Human-readable explanation.")
-    index: int | None = Field(
-        default=None, description="Position in `images` of the offending image, if any."
-    )
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorDetail

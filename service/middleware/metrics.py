@@ -1,8 +1,8 @@
 """Prometheus metrics: a registry per app, a pure ASGI middleware, and `GET /metrics`.
 
 Each app has its own registry, so the many apps a test run builds never clash in
-prometheus_client's global one. Code deep inside a request (the predictor, the
-batcher) records into the app serving that request through the module-level
+prometheus_client's global one. Code deep inside a request (the runtime, through
+`InferenceMetrics`) records into the app serving that request through the module-level
 proxies below, e.g. `QUEUE_WAIT_SECONDS.observe(seconds)`: the middleware puts the
 app's `Metrics` in a context variable, which asyncio tasks and `run_in_threadpool`
 copy, so observing from a task or worker thread started by the request works too.
@@ -38,7 +38,7 @@ from prometheus_client.exposition import generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from service.predictor import Predictor
+    from service.runtime.recognizer import Recognizer
 
 # Requests take ~1 ms (one small image) to ~1 s (hundreds of photos).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -54,7 +54,7 @@ _current: ContextVar[Metrics | None] = ContextVar("digits_metrics", default=None
 class Metrics:
     """The metrics of one app, in their own registry."""
 
-    def __init__(self, predictor: Predictor) -> None:
+    def __init__(self, recognizer: Recognizer) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
         folder = _multiprocess_folder()
@@ -103,7 +103,7 @@ class Metrics:
             multiprocess.MultiProcessCollector(self.registry, path=folder)
         # Read at scrape time from the worker answering: all workers serve the same model
         # (forked once it was verified) and start draining together.
-        self.registry.register(_ModelCollector(predictor))
+        self.registry.register(_ModelCollector(recognizer))
         # Labelled children, cached: `labels()` costs a lock and a few µs per request.
         # Bounded: routes are templates, methods and statuses are few.
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -149,26 +149,36 @@ INFERENCE_SECONDS = AppHistogram("inference")
 QUEUE_WAIT_SECONDS = AppHistogram("queue_wait")
 
 
+class InferenceMetrics:
+    """The runtime's timings (its `InferenceObserver`), into the serving app's histograms."""
+
+    def inference_done(self, seconds: float) -> None:
+        INFERENCE_SECONDS.observe(seconds)
+
+    def queue_waited(self, seconds: float) -> None:
+        QUEUE_WAIT_SECONDS.observe(seconds)
+
+
 class _ModelCollector:
     """The served model, read at scrape time: it may still be loading when the app starts."""
 
-    def __init__(self, predictor: Predictor) -> None:
-        self.predictor = predictor
+    def __init__(self, recognizer: Recognizer) -> None:
+        self.recognizer = recognizer
 
     def collect(self) -> Iterator[Metric]:
-        state = self.predictor.state
+        state = self.recognizer.state
         yield GaugeMetricFamily(
             "digits_model_ready", "1 when the model is ready for traffic.", value=state == "ready"
         )
         if state in ("ready", "draining"):
-            description = self.predictor.describe()
-            artifact = description.served.artifact
+            model = self.recognizer.model
+            artifact = model.artifact
             yield InfoMetricFamily(
                 "digits_model",
                 "The model being served.",
                 value={
-                    "name": description.card.name,
-                    "version": description.card.version,
+                    "name": model.card.name,
+                    "version": model.card.version,
                     "file": artifact.file,
                     "sha256": artifact.sha256,
                 },

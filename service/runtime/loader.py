@@ -14,10 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from service.errors import ModelLoadError
-from service.interpreter import LiteRTModel
-from service.model_card import Artifact, ModelCard, TensorSpec
-
-DIGIT_LABELS = [str(digit) for digit in range(10)]
+from service.model_card import (
+    DIGIT_LABELS,
+    IMAGE_SIDE,
+    NUM_CLASSES,
+    Artifact,
+    ModelCard,
+    TensorSpec,
+)
+from service.runtime.interpreter import LiteRTModel
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ def load_verified_model(
     except ValueError as error:
         hint = "" if card_path.exists() else " (set DIGITS_MODEL_CARD to the card's path)"
         raise ModelLoadError(_one_line(str(error)) + hint) from None
-    if card.labels != DIGIT_LABELS:
+    if card.labels != list(DIGIT_LABELS):
         raise ModelLoadError(f"{card_path}: labels must be the digits 0-9, got {card.labels}")
     key, artifact = _choose_artifact(card, card_path, model_file)
     path = card_path.parent / artifact.file
@@ -101,10 +106,14 @@ def _check_tensors(interpreter: LiteRTModel, artifact: Artifact, path: Path) -> 
                 f"{role} tensor of {path} does not match its card: "
                 f"model has {_describe(actual)}, card says {_describe(expected)}"
             )
-    if artifact.input is not None and artifact.input.shape not in ([28, 28, 1], [28, 28]):
-        raise ModelLoadError(f"{path}: input shape {artifact.input.shape} is not 28×28")
-    if artifact.output is not None and artifact.output.shape != [len(DIGIT_LABELS)]:
-        raise ModelLoadError(f"{path}: output shape {artifact.output.shape} is not [10]")
+    if artifact.input is not None and artifact.input.shape not in (
+        [IMAGE_SIDE, IMAGE_SIDE, 1],
+        [IMAGE_SIDE, IMAGE_SIDE],
+    ):
+        side = f"{IMAGE_SIDE}×{IMAGE_SIDE}"
+        raise ModelLoadError(f"{path}: input shape {artifact.input.shape} is not {side}")
+    if artifact.output is not None and artifact.output.shape != [NUM_CLASSES]:
+        raise ModelLoadError(f"{path}: output shape {artifact.output.shape} is not [{NUM_CLASSES}]")
 
 
 def _same_spec(expected: TensorSpec, actual: TensorSpec) -> bool:
@@ -129,7 +138,7 @@ def _describe(spec: TensorSpec) -> str:
 def _warm_up(interpreter: LiteRTModel, path: Path) -> None:
     # The first invoke allocates and packs weights; do it now, not on a user's request,
     # and check that the output really is a probability distribution.
-    blank = np.zeros((1, 28, 28), dtype=np.float32)
+    blank = np.zeros((1, IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
     try:
         probabilities = interpreter.run(blank)
     except (ValueError, RuntimeError) as error:

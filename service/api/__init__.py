@@ -1,0 +1,1 @@
+"""The `/v1` HTTP API: health, model description, predictions (JSON and uploads), the page."""

@@ -1,0 +1,67 @@
+"""`POST /v1/predict/upload`: image files as multipart/form-data (HTML forms, `curl -F`).
+
+The files go through the same dataplane as `/v1/predict`'s base64 images (each file's
+name as its `id`), so limits, errors, preprocessing and the response are the same by
+construction.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, UploadFile
+from pydantic import BaseModel, Field
+
+from service.api import dataplane
+from service.api.schemas import PredictResponse
+from service.errors import InvalidImageError
+from service.web.errors import documented_errors
+from service.web.guards import RecognizerDep, require_multipart
+
+router = APIRouter()
+
+
+class UploadForm(BaseModel):
+    file: list[UploadFile] = Field(
+        description="One or more image files: repeat the `file` field for more."
+    )
+    top_k: int = Field(default=3, ge=1, le=10, description="How many best digits to list.")
+    return_preprocessed: bool = Field(
+        default=False, description="Also return the 28×28 image the model saw (base64 PNG)."
+    )
+
+
+@router.post(
+    "/v1/predict/upload",
+    tags=["model"],
+    summary="Recognize the digit in uploaded image files (multipart/form-data)",
+    dependencies=[Depends(require_multipart)],
+    responses=documented_errors(
+        413,
+        415,
+        422,
+        500,
+        503,
+        s415="Body is not sent as `multipart/form-data`.",
+        s422="Invalid request or file; `index` names the offending file.",
+    ),
+)
+async def predict_upload(
+    recognizer: RecognizerDep,
+    # File(), not Form(): the same parsing, documented as multipart/form-data.
+    form: Annotated[UploadForm, File()],
+) -> PredictResponse:
+    """The response of `/v1/predict`, each prediction's `id` being the file's name; the same
+    limits (images per request, body size, pixels per image)."""
+    files, names = [], []
+    for index, upload in enumerate(form.file):
+        data = await upload.read()
+        if not data:
+            name = upload.filename or "(no name)"
+            raise InvalidImageError(f"file {name} is empty (was a file chosen?)", index=index)
+        files.append(data)
+        # A file name is whatever the client's file system allowed: echoed as it is.
+        names.append(upload.filename or None)
+    return await dataplane.predict_encoded(
+        recognizer, files, names, form.top_k, form.return_preprocessed
+    )

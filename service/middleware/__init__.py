@@ -1,0 +1,1 @@
+"""Pure-ASGI middleware: metrics, API key, request timeout, body limit."""

@@ -1,0 +1,2 @@
+"""The inference runtime: the verified model, its interpreters, and recognition on bytes and
+arrays. It knows nothing of HTTP: no web framework, no metrics library."""

@@ -1,0 +1,84 @@
+"""The interpreters of one loaded model, lent to one caller at a time, and inference timing.
+
+A LiteRT interpreter is not thread-safe. Worker threads take one from a queue (and wait
+while all are busy); the event loop has one of its own, so it never waits for a thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Protocol
+
+import numpy as np
+
+from service.runtime.interpreter import LiteRTModel
+
+# Measured on the committed CNN: batching amortizes almost nothing per image, and larger
+# batches only grow the working set. So a batch runs at its exact size, in chunks of at
+# most this many images, and is never padded up to fixed buckets (padding costs images).
+CHUNK_SIZE = 16
+
+
+class InferenceObserver(Protocol):
+    """Where the runtime reports its timings (the service passes a Prometheus one)."""
+
+    def inference_done(self, seconds: float) -> None:
+        """One interpreter call (of up to `CHUNK_SIZE`-image chunks) took `seconds`."""
+
+    def queue_waited(self, seconds: float) -> None:
+        """An image waited `seconds` for its micro-batch to start."""
+
+
+class InterpreterPool:
+    def __init__(self, observer: InferenceObserver | None = None) -> None:
+        self._observer = observer
+        self._queue: queue.SimpleQueue[LiteRTModel] = queue.SimpleQueue()
+        self._loop_interpreter: LiteRTModel | None = None
+        # Only contended when two event loops share one recognizer (tests).
+        self._loop_lock = threading.Lock()
+
+    def fill(self, interpreters: Sequence[LiteRTModel]) -> None:
+        """The first interpreter is the event loop's; the others serve worker threads."""
+        self._loop_interpreter = interpreters[0]
+        for interpreter in interpreters[1:]:
+            self._queue.put(interpreter)
+
+    def classify(self, pixels: np.ndarray) -> np.ndarray:
+        """Probabilities for (N, 28, 28) pixels, on a pooled interpreter (blocks while none)."""
+        interpreter = self._queue.get()
+        try:
+            return self._run(interpreter, pixels)
+        finally:
+            self._queue.put(interpreter)
+
+    def classify_on_loop(self, pixels: np.ndarray) -> np.ndarray:
+        """`classify` on the event loop's own interpreter: never waits for a worker thread."""
+        with self._loop_interpreter_or_pooled() as interpreter:
+            return self._run(interpreter, pixels)
+
+    @contextmanager
+    def _loop_interpreter_or_pooled(self) -> Iterator[LiteRTModel]:
+        own = self._loop_interpreter
+        if own is not None and self._loop_lock.acquire(blocking=False):
+            try:
+                yield own
+            finally:
+                self._loop_lock.release()
+            return
+        interpreter = self._queue.get()
+        try:
+            yield interpreter
+        finally:
+            self._queue.put(interpreter)
+
+    def _run(self, interpreter: LiteRTModel, pixels: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        raw = interpreter.predict(pixels, batch_size=CHUNK_SIZE)
+        if self._observer is not None:
+            self._observer.inference_done(time.perf_counter() - started)
+        probabilities = np.clip(raw.astype(np.float64), 0.0, None)
+        return probabilities / probabilities.sum(axis=1, keepdims=True)

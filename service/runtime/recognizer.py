@@ -1,0 +1,253 @@
+"""`Recognizer`: the verified model and its interpreters, recognizing digits in bytes or arrays.
+
+One object for every caller: the HTTP APIs (`/v1`, uploads, `/v2`), `digits-score
+--local`, batch jobs and the benchmarks. It takes encoded image files (`bytes`) or
+preprocessed pixels and returns arrays; it knows nothing of requests, responses or
+metrics libraries (timings go to an `InferenceObserver`).
+
+A LiteRT interpreter is not thread-safe, so each of the `interpreters` instances is lent
+to one caller at a time (service/runtime/pool.py). From the event loop (`*_async`),
+decoding, preprocessing and inference run in worker threads, except for small single
+images (`inline_max_bytes`): those run on the loop with its own interpreter, optionally
+micro-batched (service/runtime/batcher.py), since a thread hop costs as much as the
+whole pipeline for a 28×28 PNG (measured in bench/).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Sequence, Sized
+from typing import Any, Literal, NamedTuple, TypeVar
+
+import anyio.to_thread
+import numpy as np
+
+from service.errors import DigitsError, InvalidImageError, ModelLoadError, ModelNotReadyError
+from service.imaging.decode import declared_pixels
+from service.imaging.preprocess import preprocess_image
+from service.runtime.batcher import MicroBatcher
+from service.runtime.loader import VerifiedModel, load_verified_model
+from service.runtime.pool import InferenceObserver, InterpreterPool
+from service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Smallest share of a batch worth a thread of its own (see `_parts`).
+PART_MIN = 32
+# Decoding on the event loop blocks every other request meanwhile, so only images that
+# are small in bytes AND in declared pixels qualify: a 13 KB PNG can declare 3000×3000
+# pixels and take ~100 ms to decode, which belongs in a worker thread.
+INLINE_MAX_PIXELS = 128 * 128
+
+State = Literal["loading", "ready", "draining", "failed"]
+T = TypeVar("T", bound=Sized)  # bytes, or e.g. base64 text: `len` is its size as sent
+
+
+class Recognition(NamedTuple):
+    """What the model saw and what it said, one row per image, in input order."""
+
+    pixels: np.ndarray  # (N, 28, 28) float32 in [0, 1], white digit on black
+    probabilities: np.ndarray  # (N, 10) float64, each row summing to 1
+
+
+class Recognizer:
+    """Loads and verifies the model once, then recognizes digits from many threads."""
+
+    def __init__(self, settings: Settings, observer: InferenceObserver | None = None) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._model: VerifiedModel | None = None
+        self._failure: str | None = None
+        # Set on SIGTERM (service/server/shutdown.py): still serving, but no longer ready.
+        self._draining = False
+        self._pool = InterpreterPool(observer)
+        # Callers run in up to 40 worker threads; without a bound, 40 pixel-limit-sized
+        # images (40 MP × 4 bytes each) could be decoded at once.
+        self._decoders = threading.BoundedSemaphore(settings.decode_threads)
+        self._batcher = (
+            MicroBatcher(
+                self._pool.classify_on_loop,
+                max_batch=settings.batch_max_size,
+                on_queue_wait=observer.queue_waited if observer is not None else None,
+            )
+            if settings.batching
+            else None
+        )
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, **overrides: Any) -> Recognizer:
+        """A loaded recognizer: `settings` (default: from `DIGITS_*`) with `overrides`."""
+        base = settings or Settings()
+        recognizer = cls(base.model_copy(update=overrides) if overrides else base)
+        recognizer.load()
+        return recognizer
+
+    @property
+    def state(self) -> State:
+        if self._draining:
+            return "draining"
+        if self._model is not None:
+            return "ready"
+        return "failed" if self._failure is not None else "loading"
+
+    @property
+    def failure(self) -> str | None:
+        """Why loading failed, if it did."""
+        return self._failure
+
+    @property
+    def model(self) -> VerifiedModel:
+        """The verified model; `ModelNotReadyError` until it is loaded."""
+        model = self._model
+        if model is None:
+            loading = self._failure is None
+            raise ModelNotReadyError(
+                "the model is still loading" if loading else "the model failed to load"
+            )
+        return model
+
+    def start_draining(self) -> None:
+        """Report not-ready from now on, so traffic moves away; recognition still works."""
+        self._draining = True
+
+    def load(self) -> None:
+        """Load, verify and warm up the model; raises `ModelLoadError`. Idempotent."""
+        with self._lock:
+            if self._model is not None:
+                return
+            self._failure = None
+            settings = self.settings
+            try:
+                model = load_verified_model(
+                    settings.model_card_path(),
+                    settings.model_file,
+                    count=settings.interpreters + 1,  # + the event loop's own
+                    num_threads=settings.interpreter_threads,
+                )
+            except Exception as error:
+                self._failure = str(error) or type(error).__name__
+                raise
+            self._pool.fill(model.interpreters)
+            # Publishing the model last makes the recognizer "ready" only once it can serve.
+            self._model = model
+        logger.info(
+            "serving %s %s: %s (artifact %s; interpreters=%d, threads each=%d)",
+            model.card.name,
+            model.card.version,
+            model.artifact.file,
+            model.key,
+            settings.interpreters,
+            settings.interpreter_threads,
+        )
+
+    # ------------------------------------------------------------ in the caller's thread
+
+    def classify(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, 28, 28) float32 in [0, 1] → (N, 10) float64 probabilities summing to 1."""
+        self.model  # noqa: B018 - raises ModelNotReadyError before any interpreter is taken
+        return self._pool.classify(pixels)
+
+    def recognize(self, images: Sequence[bytes]) -> Recognition:
+        """Encoded image files (PNG, JPEG, ...) → what the model saw, and its probabilities.
+
+        A bad image raises a `DigitsError` whose `index` names it.
+        """
+        return self._recognize_part(images, _identity, 0, len(images))
+
+    # ----------------------------------------------------------- from the event loop
+
+    async def classify_async(self, pixels: np.ndarray) -> np.ndarray:
+        """`classify`, in a worker thread."""
+        self.model  # noqa: B018
+        return await anyio.to_thread.run_sync(self._pool.classify, pixels)
+
+    async def recognize_async(
+        self, images: Sequence[T], read: Callable[[T], bytes] | None = None
+    ) -> Recognition:
+        """`recognize`, without blocking the event loop for long.
+
+        `read` turns each item into the file's bytes (e.g. from base64) where the image is
+        decoded, in a worker thread, its errors naming the item's index like any other.
+        """
+        self.model  # noqa: B018
+        to_bytes: Callable[[T], bytes] = read or _identity
+        if len(images) == 1 and len(images[0]) <= self.settings.inline_max_bytes:
+            # Small as sent: read on the loop (a bad one is reported at once); decoded
+            # there too unless its header declares more pixels than is cheap.
+            data = self._read(0, images[0], to_bytes)
+            if _cheap_to_decode(data):
+                return await self._recognize_inline(data)
+            return await anyio.to_thread.run_sync(self._recognize_part, [data], _identity, 0, 1)
+        parts = _parts(len(images), self.settings.interpreters)
+        run = anyio.to_thread.run_sync
+        if len(parts) == 1:
+            return await run(self._recognize_part, images, to_bytes, 0, len(images))
+        # A big batch is cut into one part per interpreter, run in parallel threads: one
+        # part's inference (which releases the GIL) overlaps another's decoding.
+        done = await asyncio.gather(
+            *(run(self._recognize_part, images, to_bytes, *part) for part in parts),
+            return_exceptions=True,
+        )
+        for outcome in done:  # the first failing part holds the first bad image
+            if isinstance(outcome, BaseException):
+                raise outcome
+        pixels, probabilities = zip(*done, strict=True)
+        return Recognition(np.concatenate(pixels), np.concatenate(probabilities))
+
+    async def _recognize_inline(self, data: bytes) -> Recognition:
+        # Unbounded by `_decoders`: waiting for a thread's decode would block the loop,
+        # and the loop decodes one image at a time anyway.
+        pixels = self._preprocess(0, data, bounded=False)[np.newaxis]
+        if self._batcher is None:
+            return Recognition(pixels, self._pool.classify_on_loop(pixels))
+        return Recognition(pixels, await self._batcher.submit(pixels))
+
+    def _recognize_part(
+        self, images: Sequence[T], read: Callable[[T], bytes], start: int, stop: int
+    ) -> Recognition:
+        pixels = np.stack(
+            [self._preprocess(i, self._read(i, images[i], read)) for i in range(start, stop)]
+        )
+        return Recognition(pixels, self.classify(pixels))
+
+    def _read(self, index: int, item: T, read: Callable[[T], bytes]) -> bytes:
+        try:
+            return read(item)
+        except DigitsError as error:
+            raise error.with_index(index) from None
+
+    def _preprocess(self, index: int, data: bytes, *, bounded: bool = True) -> np.ndarray:
+        try:
+            with self._decoders if bounded else contextlib.nullcontext():
+                return preprocess_image(data, max_pixels=self.settings.max_pixels)
+        except DigitsError as error:
+            raise error.with_index(index) from None
+        except Exception:
+            # Preprocessing promises DigitsError for any bytes; if that promise breaks,
+            # the caller still sent a bad image, and blaming the server would be wrong.
+            logger.exception("unexpected error preprocessing image %d", index)
+            raise InvalidImageError("cannot decode image", index=index) from None
+
+
+def _identity(data: Any) -> bytes:
+    return data
+
+
+def _parts(count: int, interpreters: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges splitting `count` images over at most `interpreters` threads,
+    none smaller than PART_MIN (below that a thread hop costs more than it saves)."""
+    parts = max(1, min(interpreters, count // PART_MIN))
+    bounds = [round(count * i / parts) for i in range(parts + 1)]
+    return list(itertools.pairwise(bounds))
+
+
+def _cheap_to_decode(data: bytes) -> bool:
+    pixels = declared_pixels(data)
+    return pixels is None or pixels <= INLINE_MAX_PIXELS
+
+
+__all__ = ["ModelLoadError", "Recognition", "Recognizer"]

@@ -1,0 +1,1 @@
+"""Batch scoring of image files: `digits-score`, against a server or in process."""

@@ -1,0 +1,1 @@
+"""Running the app: the `digits-serve` command line, worker processes, graceful shutdown."""

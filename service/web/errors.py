@@ -1,0 +1,119 @@
+"""Errors over HTTP, in one place: statuses, the two JSON shapes, and their documentation.
+
+`/v1` (and everything else) answers `{"error": {"code", "message", "index"}}`; the Open
+Inference Protocol under `/v2` has its own flat shape, `{"error": "message"}`, which
+Triton and KServe clients print as the message. Every layer that refuses a request —
+the app's exception handler and the pure-ASGI middlewares (body limit, API key, request
+timeout) that answer before any route runs — calls `error_response_for`, so the shape
+never depends on which layer said no.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, Field
+from starlette.responses import Response
+from starlette.types import Scope
+
+from service.errors import DigitsError, ModelNotReadyError
+
+V2_PREFIX = "/v2"
+
+
+class HttpError(DigitsError):
+    """A refusal that only exists over HTTP, with its own status."""
+
+    status_code: int = 400
+
+
+class UnsupportedMediaTypeError(HttpError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class ModelNotFoundError(HttpError):
+    status_code = 404
+    code = "model_not_found"
+
+
+def status_of(error: DigitsError) -> int:
+    """The HTTP status for an error: the runtime's are the client's fault (422) but one."""
+    if isinstance(error, HttpError):
+        return error.status_code
+    return 503 if isinstance(error, ModelNotReadyError) else 422
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. `invalid_image`.")
+    message: str = Field(description="Human-readable explanation.")
+    index: int | None = Field(
+        default=None, description="Position in `images` of the offending image, if any."
+    )
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class V2ErrorResponse(BaseModel):
+    error: str = Field(description="What went wrong (the protocol's flat error shape).")
+
+
+# What each status means, for the OpenAPI document; a route may say it more precisely.
+ERROR_DESCRIPTIONS = {
+    400: "The request or a tensor is invalid (shape, datatype, values, an image).",
+    404: "No such model or version.",
+    413: "Request body larger than the configured limit.",
+    415: "Body is not sent as `application/json`.",
+    422: "Invalid request or image; `index` names the offending image.",
+    500: "Unexpected server error.",
+    503: "The model is not loaded (yet).",
+}
+
+
+def documented_errors(
+    *statuses: int, v2: bool = False, **descriptions: str
+) -> dict[int | str, dict[str, Any]]:
+    """FastAPI `responses=` for `statuses`, in the shape of `/v1` or (`v2`) `/v2`.
+
+    `descriptions` overrides one, keyed `s415="..."`.
+    """
+    model = V2ErrorResponse if v2 else ErrorResponse
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        description = descriptions.get(f"s{status}") or ERROR_DESCRIPTIONS[status]
+        documented[status] = {"model": model, "description": description}
+    return documented
+
+
+def route_path(scope: Scope) -> str:
+    """The request path as routes see it: below the proxy prefix (`root_path`), if any."""
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def is_v2_request(scope: Scope) -> bool:
+    """Whether the request is under `/v2`, the Open Inference Protocol."""
+    path = route_path(scope)
+    return path == V2_PREFIX or path.startswith(V2_PREFIX + "/")
+
+
+def error_response_for(
+    scope: Scope,
+    status: int,
+    code: str,
+    message: str,
+    index: int | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """The error in the shape of the request's protocol (see the module docstring)."""
+    if is_v2_request(scope):
+        # The protocol has no field for `code` or `index`: the message carries them.
+        body = V2ErrorResponse(error=message).model_dump_json()
+    else:
+        detail = ErrorDetail(code=code, message=message, index=index)
+        body = ErrorResponse(error=detail).model_dump_json()
+    return Response(body, status_code=status, headers=headers, media_type="application/json")

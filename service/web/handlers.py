@@ -1,0 +1,71 @@
+"""The app's one exception handler: every failure, ours or the framework's, as one JSON error
+in the shape of the request's protocol (service/web/errors.py)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from service.errors import DigitsError
+from service.web.errors import error_response_for, status_of
+
+logger = logging.getLogger(__name__)
+
+_KNOWN_STATUSES = frozenset(status.value for status in HTTPStatus)
+
+
+def install_error_handler(app: FastAPI) -> None:
+    for exception_type in (DigitsError, RequestValidationError, HTTPException, Exception):
+        app.add_exception_handler(exception_type, handle_error)
+
+
+async def handle_error(request: Request, error: Exception) -> Response:
+    respond = functools.partial(error_response_for, request.scope)
+    if isinstance(error, DigitsError):
+        return respond(status_of(error), error.code, error.message, error.index)
+    if isinstance(error, RequestValidationError):
+        message, index = _validation_message(error.errors())
+        return respond(422, "invalid_request", message, index)
+    if isinstance(error, HTTPException):
+        if error.status_code == HTTPStatus.BAD_REQUEST:
+            # The framework's "error parsing the body" (e.g. JSON nested too deep to parse):
+            # to a client, the same kind of failure as any other unparsable body.
+            return respond(422, "invalid_request", f"request body: {error.detail}")
+        status = error.status_code
+        phrase = HTTPStatus(status).phrase if status in _KNOWN_STATUSES else "HTTP error"
+        code = phrase.lower().replace(" ", "_").replace("-", "_")
+        message = error.detail if isinstance(error.detail, str) else phrase
+        if status == HTTPStatus.NOT_FOUND:
+            message = f"no such endpoint: {request.url.path}"
+        elif status == HTTPStatus.METHOD_NOT_ALLOWED:
+            allowed = (error.headers or {}).get("Allow", "")
+            message = f"{request.method} is not allowed on {request.url.path} (allowed: {allowed})"
+        return respond(status, code, message, headers=error.headers)
+    logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
+    return respond(500, "internal_error", "internal server error")
+
+
+def _validation_message(errors: Any) -> tuple[str, int | None]:
+    first = errors[0]
+    location = list(first["loc"])
+    if location[:1] == ["body"]:
+        location = location[1:]
+    if first["type"] == "json_invalid":
+        message = f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}"
+    elif not location and first["type"] == "missing":
+        message = "request body is required (a JSON object)"
+    else:
+        where = ".".join(str(part) for part in location) or "request body"
+        message = f"{where}: {first['msg']}"
+    if len(errors) > 1:
+        more = len(errors) - 1
+        message += f" (and {more} more error{'s' if more > 1 else ''})"
+    # Errors inside one image name it, like errors found while decoding it.
+    index = location[1] if len(location) > 1 and location[0] == "images" else None
+    return message, index if isinstance(index, int) else None
