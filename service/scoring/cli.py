@@ -1,163 +1,34 @@
-"""`digits-score PATH... --url URL`: score image files in batches against a running service.
+"""`digits-score PATH...`: recognize the digits in image files, in batches.
 
-A client, not part of the server: it needs only httpx and tqdm (the `client` extra) and
-imports neither TensorFlow nor numpy nor the server's modules, so it installs anywhere.
-Each batch goes to `/v1/predict`; 503s (model loading, draining), gateway errors and
-connection failures are retried with exponential backoff; an image the server rejects
-is reported on its own and the rest of its batch is sent again without it. A batch over
-the server's images-per-request limit is split to that limit, learnt from the 422.
+Against a running service (`--url`; service/scoring/remote.py, the `client` extra only:
+httpx and tqdm, nothing of the server) or in this process (`--local`, the runtime itself:
+service/scoring/local.py, the `serve` extra). Writes `path,digit,confidence,error` per
+file, in input order (service/scoring/results.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import csv
 import glob
-import json
-import re
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from contextlib import closing
 from pathlib import Path
-from typing import IO, Any
+from typing import Protocol
 
-import httpx
 from tqdm import tqdm
 
+from service.errors import ModelLoadError
+from service.scoring.results import Result, Writer
+
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
-COLUMNS = ("path", "digit", "confidence", "error")
-# How /v1/predict says a batch is over DIGITS_MAX_IMAGES. Its code, `invalid_request`, is
-# shared with other rules, and `GET /v1/model` does not publish the limit: the message is
-# the only place the number is.
-TOO_MANY_IMAGES = re.compile(r"at most (\d+) images per request")
 
 
-@dataclass(frozen=True)
-class Result:
-    path: str
-    digit: int | None = None
-    confidence: float | None = None
-    error: str | None = None
+class Scorer(Protocol):
+    def score(self, paths: list[Path]) -> list[Result]: ...
 
-
-class RequestFailedError(Exception):
-    """The server could not be reached, or kept answering 'try again', through every retry."""
-
-
-class Scorer:
-    """Scores batches of files; safe to call from many threads (one shared connection pool)."""
-
-    def __init__(self, url: str, *, timeout: float, retries: int, backoff: float) -> None:
-        self.endpoint = url.rstrip("/") + "/v1/predict"
-        self.retries = retries
-        self.backoff = backoff
-        self.client = httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=64))
-        self.max_images: int | None = None  # the server's limit, once a 422 told us
-        self._limit_lock = threading.Lock()
-
-    def score(self, paths: list[Path]) -> list[Result]:
-        results: dict[int, Result] = {}
-        items: list[tuple[int, str]] = []
-        for position, path in enumerate(paths):
-            try:
-                items.append((position, base64.b64encode(path.read_bytes()).decode("ascii")))
-            except OSError as error:
-                results[position] = Result(str(path), error=f"cannot read: {error.strerror}")
-        try:
-            for position, result in self._score_items(items):
-                results[position] = Result(str(paths[position]), *result)
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
-            # Not what a digits service answers (a proxy's page, another service...).
-            problem = f"unexpected response: {type(error).__name__}: {error}"
-            for position, _ in items:
-                results.setdefault(position, Result(str(paths[position]), error=problem))
-        return [results[position] for position in range(len(paths))]
-
-    def _score_items(
-        self, items: list[tuple[int, str]]
-    ) -> Iterator[tuple[int, tuple[int | None, float | None, str | None]]]:
-        while items:
-            limit = self.max_images
-            if limit is not None and len(items) > limit:
-                for start in range(0, len(items), limit):
-                    yield from self._score_items(items[start : start + limit])
-                return
-            payload = {"images": [{"data": data} for _, data in items], "top_k": 1}
-            try:
-                response = self._post(payload)
-            except RequestFailedError as error:
-                yield from ((position, (None, None, str(error))) for position, _ in items)
-                return
-            if response.status_code == 200:
-                predictions = response.json()["predictions"]
-                for (position, _), prediction in zip(items, predictions, strict=True):
-                    yield position, (prediction["digit"], prediction["confidence"], None)
-                return
-            message, index = _error_of(response)
-            if response.status_code == 422 and index is not None and 0 <= index < len(items):
-                # One bad image: report it, send the others again.
-                yield items.pop(index)[0], (None, None, message)
-            elif response.status_code == 422 and self._learn_limit(message, len(items)):
-                continue  # the loop's first step now splits the batch
-            elif response.status_code == 413 and len(items) > 1:
-                half = len(items) // 2  # a body over the limit: halve the batch until it fits
-                yield from self._score_items(items[:half])
-                yield from self._score_items(items[half:])
-                return
-            else:
-                yield from ((position, (None, None, message)) for position, _ in items)
-                return
-
-    def _learn_limit(self, message: str, sent: int) -> bool:
-        """Whether `message` says the server takes fewer than `sent` images per request;
-        if so, remember its limit (for every thread's batches) and say so once."""
-        match = TOO_MANY_IMAGES.search(message)
-        if match is None or not 1 <= int(match[1]) < sent:
-            return False  # not that error, or a limit that would not help: report as is
-        limit = int(match[1])
-        with self._limit_lock:
-            if self.max_images is not None and self.max_images <= limit:
-                return True  # another thread learnt it first (and said so)
-            self.max_images = limit
-        # tqdm.write: printed above any progress bar, not through it.
-        tqdm.write(
-            f"digits-score: the server takes at most {limit} images per request; "
-            f"sending batches of {limit}",
-            file=sys.stderr,
-        )
-        return True
-
-    def _post(self, payload: dict[str, Any]) -> httpx.Response:
-        problem = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(min(self.backoff * 2 ** (attempt - 1), 30.0))
-            try:
-                response = self.client.post(self.endpoint, json=payload)
-            except httpx.TransportError as error:
-                problem = f"{type(error).__name__}: {error}"
-                continue
-            if response.status_code not in RETRY_STATUSES:
-                return response
-            problem = f"HTTP {response.status_code}: {_error_of(response)[0]}"
-        raise RequestFailedError(f"gave up after {self.retries + 1} attempts; last: {problem}")
-
-
-def _error_of(response: httpx.Response) -> tuple[str, int | None]:
-    """The server's message and the offending image's index, from any error body."""
-    try:
-        error = response.json()["error"]
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP {response.status_code}: {response.text[:200]}", None
-    if isinstance(error, dict):
-        index = error.get("index")
-        return str(error.get("message")), index if isinstance(index, int) else None
-    return str(error), None
+    def close(self) -> None: ...
 
 
 def collect(patterns: list[str]) -> tuple[list[Path], list[str]]:
@@ -183,24 +54,6 @@ def collect(patterns: list[str]) -> tuple[list[Path], list[str]]:
     return list(files), unmatched
 
 
-class Writer:
-    def __init__(self, stream: IO[str], output_format: str) -> None:
-        self.stream = stream
-        self.csv = csv.writer(stream, lineterminator="\n") if output_format == "csv" else None
-        if self.csv is not None:
-            self.csv.writerow(COLUMNS)
-
-    def write(self, results: list[Result]) -> None:
-        for result in results:
-            if self.csv is not None:
-                confidence = "" if result.confidence is None else f"{result.confidence:.6f}"
-                digit = "" if result.digit is None else result.digit
-                self.csv.writerow([result.path, digit, confidence, result.error or ""])
-            else:
-                self.stream.write(json.dumps(asdict(result)) + "\n")
-        self.stream.flush()
-
-
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="digits-score",
@@ -209,6 +62,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="file, folder or glob pattern")
     parser.add_argument("--url", default="http://localhost:8000", help="the service's base URL")
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="no server: run the model in this process (the serve extra; DIGITS_MODEL_CARD, "
+        "DIGITS_MODEL_FILE and the other DIGITS_* settings apply)",
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="images per request")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight")
     parser.add_argument("--output", type=Path, help="write here instead of standard output")
@@ -234,9 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print("digits-score: error: no image files to score", file=sys.stderr)
         return 2
+    try:
+        scorer = _scorer(args)
+    except ModelLoadError as error:  # --local only: the model is checked before any file
+        print(f"digits-score: error: {error}", file=sys.stderr)
+        return 2
     stream = args.output.open("w", newline="") if args.output else sys.stdout
     try:
-        errors = _run(args, files, Writer(stream, args.fmt)) + len(unmatched)
+        errors = _run(args, scorer, files, Writer(stream, args.fmt)) + len(unmatched)
     except KeyboardInterrupt:
         print("digits-score: interrupted", file=sys.stderr)
         return 130
@@ -246,13 +110,25 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if errors else 0
 
 
-def _run(args: argparse.Namespace, files: list[Path], writer: Writer) -> int:
-    scorer = Scorer(args.url, timeout=args.timeout, retries=args.retries, backoff=args.backoff)
+def _scorer(args: argparse.Namespace) -> Scorer:
+    if not args.local:
+        from service.scoring.remote import HttpScorer
+
+        timing = {"timeout": args.timeout, "retries": args.retries, "backoff": args.backoff}
+        return HttpScorer(args.url, **timing)
+    # Imported only here: the remote mode must work with the client extra alone.
+    from service.runtime.recognizer import Recognizer
+    from service.scoring.local import LocalScorer
+
+    return LocalScorer(Recognizer.open())
+
+
+def _run(args: argparse.Namespace, scorer: Scorer, files: list[Path], writer: Writer) -> int:
     batches = [files[i : i + args.batch_size] for i in range(0, len(files), args.batch_size)]
     progress = tqdm(total=len(files), unit="image", disable=True if args.no_progress else None)
     scored = errors = 0
     started = time.perf_counter()
-    with ThreadPoolExecutor(args.concurrency) as pool, scorer.client, progress:
+    with ThreadPoolExecutor(args.concurrency) as pool, closing(scorer), progress:
         pending: dict[int, Future[list[Result]]] = {
             number: pool.submit(scorer.score, batch) for number, batch in enumerate(batches)
         }

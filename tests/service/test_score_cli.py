@@ -105,6 +105,36 @@ def test_scores_a_folder_reporting_broken_files(
     assert "error: " + str(root / "scans" / "03b-truncated.png") in result.stderr
 
 
+def test_local_mode_scores_the_same_without_a_server(
+    base_url: str, tree: tuple[Path, dict[str, int | None]], tmp_path: Path
+) -> None:
+    """`--local` runs the runtime in process: the same rows as through the server."""
+    root, _ = tree
+    args = (str(root / "scans"), "--batch-size", "4", "--concurrency", "2")
+    remote = _score(*args, "--url", base_url, "--output", str(tmp_path / "remote.csv"))
+    # No server at this URL: --local must not need one.
+    local = _score(
+        *args, "--local", "--url", "http://127.0.0.1:9", "--output", str(tmp_path / "local.csv")
+    )
+    assert (local.returncode, remote.returncode) == (1, 1), local.stderr
+    local_rows, remote_rows = (
+        _rows((tmp_path / f"{n}.csv").read_text()) for n in ("local", "remote")
+    )
+    assert local_rows == remote_rows
+    assert "10 images scored, 2 errors" in local.stderr
+
+
+def test_local_mode_with_a_missing_model_fails_before_scoring(
+    tree: tuple[Path, dict[str, int | None]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, _ = tree
+    monkeypatch.setenv("DIGITS_MODEL_CARD", str(tmp_path / "nowhere" / "model.json"))
+    result = _score(str(root / "scans"), "--local")
+    assert result.returncode == 2
+    assert "digits-score: error:" in result.stderr and "model.json" in result.stderr
+    assert result.stdout == ""
+
+
 def test_files_and_globs_to_jsonl(base_url: str, tree: tuple[Path, dict[str, int | None]]) -> None:
     root, expected = tree
     named = root / "scans" / "00.png"
@@ -260,7 +290,7 @@ def test_batches_over_the_servers_limit_are_split(tmp_path: Path, clear_digits: 
 def test_a_limit_that_does_not_help_is_reported_not_looped_on(tmp_path: Path) -> None:
     """A server (or proxy) claiming a limit of 4 even for batches of 4 or fewer: every
     image gets that error, none is dropped, and the CLI stops asking."""
-    from service.scoring.cli import Scorer
+    from service.scoring.remote import HttpScorer
 
     sizes: list[int] = []
 
@@ -273,7 +303,7 @@ def test_a_limit_that_does_not_help_is_reported_not_looped_on(tmp_path: Path) ->
     for i in range(10):
         paths.append(tmp_path / f"{i}.png")
         paths[-1].write_bytes(b"any bytes: the server never looks")
-    scorer = Scorer("http://digits.test", timeout=5, retries=0, backoff=0)
+    scorer = HttpScorer("http://digits.test", timeout=5, retries=0, backoff=0)
     scorer.client = httpx.Client(transport=httpx.MockTransport(refuse))
 
     results = scorer.score(paths)

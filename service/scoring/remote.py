@@ -1,0 +1,148 @@
+"""Scoring against a running service: batches of files to `/v1/predict`, over HTTP.
+
+503s (model loading, draining), gateway errors and connection failures are retried with
+exponential backoff; an image the server rejects is reported on its own and the rest of
+its batch is sent again without it. A batch over the server's images-per-request limit
+is split to that limit, learnt from the 422. Needs only httpx and tqdm (the `client`
+extra): nothing of the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tqdm import tqdm
+
+from service.scoring.results import Result
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# How /v1/predict says a batch is over DIGITS_MAX_IMAGES. Its code, `invalid_request`, is
+# shared with other rules, and `GET /v1/model` does not publish the limit: the message is
+# the only place the number is.
+TOO_MANY_IMAGES = re.compile(r"at most (\d+) images per request")
+
+
+class RequestFailedError(Exception):
+    """The server could not be reached, or kept answering 'try again', through every retry."""
+
+
+class HttpScorer:
+    """Scores batches of files; safe to call from many threads (one shared connection pool)."""
+
+    def __init__(self, url: str, *, timeout: float, retries: int, backoff: float) -> None:
+        self.endpoint = url.rstrip("/") + "/v1/predict"
+        self.retries = retries
+        self.backoff = backoff
+        self.client = httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=64))
+        self.max_images: int | None = None  # the server's limit, once a 422 told us
+        self._limit_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def score(self, paths: list[Path]) -> list[Result]:
+        results: dict[int, Result] = {}
+        items: list[tuple[int, str]] = []
+        for position, path in enumerate(paths):
+            try:
+                items.append((position, base64.b64encode(path.read_bytes()).decode("ascii")))
+            except OSError as error:
+                results[position] = Result(str(path), error=f"cannot read: {error.strerror}")
+        try:
+            for position, result in self._score_items(items):
+                results[position] = Result(str(paths[position]), *result)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
+            # Not what a digits service answers (a proxy's page, another service...).
+            problem = f"unexpected response: {type(error).__name__}: {error}"
+            for position, _ in items:
+                results.setdefault(position, Result(str(paths[position]), error=problem))
+        return [results[position] for position in range(len(paths))]
+
+    def _score_items(
+        self, items: list[tuple[int, str]]
+    ) -> Iterator[tuple[int, tuple[int | None, float | None, str | None]]]:
+        while items:
+            limit = self.max_images
+            if limit is not None and len(items) > limit:
+                for start in range(0, len(items), limit):
+                    yield from self._score_items(items[start : start + limit])
+                return
+            payload = {"images": [{"data": data} for _, data in items], "top_k": 1}
+            try:
+                response = self._post(payload)
+            except RequestFailedError as error:
+                yield from ((position, (None, None, str(error))) for position, _ in items)
+                return
+            if response.status_code == 200:
+                predictions = response.json()["predictions"]
+                for (position, _), prediction in zip(items, predictions, strict=True):
+                    yield position, (prediction["digit"], prediction["confidence"], None)
+                return
+            message, index = _error_of(response)
+            if response.status_code == 422 and index is not None and 0 <= index < len(items):
+                # One bad image: report it, send the others again.
+                yield items.pop(index)[0], (None, None, message)
+            elif response.status_code == 422 and self._learn_limit(message, len(items)):
+                continue  # the loop's first step now splits the batch
+            elif response.status_code == 413 and len(items) > 1:
+                half = len(items) // 2  # a body over the limit: halve the batch until it fits
+                yield from self._score_items(items[:half])
+                yield from self._score_items(items[half:])
+                return
+            else:
+                yield from ((position, (None, None, message)) for position, _ in items)
+                return
+
+    def _learn_limit(self, message: str, sent: int) -> bool:
+        """Whether `message` says the server takes fewer than `sent` images per request;
+        if so, remember its limit (for every thread's batches) and say so once."""
+        match = TOO_MANY_IMAGES.search(message)
+        if match is None or not 1 <= int(match[1]) < sent:
+            return False  # not that error, or a limit that would not help: report as is
+        limit = int(match[1])
+        with self._limit_lock:
+            if self.max_images is not None and self.max_images <= limit:
+                return True  # another thread learnt it first (and said so)
+            self.max_images = limit
+        # tqdm.write: printed above any progress bar, not through it.
+        tqdm.write(
+            f"digits-score: the server takes at most {limit} images per request; "
+            f"sending batches of {limit}",
+            file=sys.stderr,
+        )
+        return True
+
+    def _post(self, payload: dict[str, Any]) -> httpx.Response:
+        problem = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(min(self.backoff * 2 ** (attempt - 1), 30.0))
+            try:
+                response = self.client.post(self.endpoint, json=payload)
+            except httpx.TransportError as error:
+                problem = f"{type(error).__name__}: {error}"
+                continue
+            if response.status_code not in RETRY_STATUSES:
+                return response
+            problem = f"HTTP {response.status_code}: {_error_of(response)[0]}"
+        raise RequestFailedError(f"gave up after {self.retries + 1} attempts; last: {problem}")
+
+
+def _error_of(response: httpx.Response) -> tuple[str, int | None]:
+    """The server's message and the offending image's index, from any error body."""
+    try:
+        error = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}: {response.text[:200]}", None
+    if isinstance(error, dict):
+        index = error.get("index")
+        return str(error.get("message")), index if isinstance(index, int) else None
+    return str(error), None
