@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 from PIL import Image
 
-from tests.uploads import encode_png, load_test_digits, paper_photo
+from samples.uploads import encode_png, load_test_digits, paper_photo
 
 PHOTO_SIDE = 300
 

@@ -20,7 +20,7 @@ import numpy as np
 try:  # uvloop ships with uvicorn[standard]; plain asyncio works, only slower
     import uvloop
 except ImportError:  # pragma: no cover
-    uvloop = None
+    uvloop = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
             chunked = True
     if not chunked:
         return status, await reader.readexactly(max(length, 0))
-    parts = []
+    parts: list[bytes] = []
     while True:
         size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
         if size == 0:
@@ -88,7 +88,7 @@ async def _run(
     latencies: list[float] = []
     errors = 0
     first_error: list[str] = []
-    issued = 0
+    issued = ready = 0
     deadline = 0.0
 
     async def connection(warm: int) -> None:
@@ -119,7 +119,6 @@ async def _run(
             writer.close()
 
     start = asyncio.Event()
-    ready = 0
     tasks = [asyncio.create_task(connection(warmup)) for _ in range(concurrency)]
     # Let every connection open and warm up before the clock starts (bounded wait).
     warm_deadline = time.perf_counter() + 10.0

@@ -16,7 +16,7 @@ import base64
 import json
 
 from bench.loadgen import post_request, run_load
-from tests.uploads import encode_png, load_test_digits
+from samples.uploads import encode_png, load_test_digits
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -198,7 +198,9 @@ def _wait_all_workers(server: Server) -> None:
         time.sleep(0.01)
 
 
-def _http(contenders: list[Contender], pngs: list[bytes], budget: Budget) -> dict[str, object]:
+def _http(
+    contenders: list[Contender], pngs: list[bytes], budget: Budget
+) -> dict[str, dict[str, object]]:
     out: dict[str, dict[str, object]] = {}
     with contextlib.ExitStack() as stack:
         servers: dict[str, Server] = {}

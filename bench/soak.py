@@ -38,7 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # `python bench/soak.py` as well as `-m bench.soak`
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests.uploads import load_test_digits, make_upload  # noqa: E402
+from samples.uploads import load_test_digits, make_upload  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,7 @@ def clear_digits(
     Tests about the API, not about accuracy, need inputs whose answer is not in doubt.
     A margin over the runner-up, not a fixed confidence: label smoothing caps confidence.
     """
-    from tests.uploads import load_test_digits
+    from samples.uploads import load_test_digits
 
     images, labels = load_test_digits(300)
     probabilities = loaded_recognizer(None).classify(images.astype(np.float32) / 255)

@@ -20,10 +20,10 @@ import httpx
 import pytest
 from PIL import Image
 
+from samples.uploads import load_test_digits
 from tests.conftest import REPO_ROOT
 from tests.deploy.dockerfile_replay import Replay, context_files, parse
 from tests.subprocess_server import server_process
-from tests.uploads import load_test_digits
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 # The replayed venv is the image's largest layer; TensorFlow alone would be ~1.5 GB.

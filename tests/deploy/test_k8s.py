@@ -100,7 +100,7 @@ def test_deployment_settings_are_real_and_fit_the_grace_period() -> None:
     assert all(name.startswith("DIGITS_") for name in environment)
     fields = {name.removeprefix("DIGITS_").lower(): value for name, value in environment.items()}
     assert set(fields) <= set(Settings.model_fields), "a DIGITS_ variable that is no setting"
-    settings = Settings(**fields)  # validated as the environment would be
+    settings = Settings(**fields)  # type: ignore[arg-type]  # validated as the environment would be
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert settings.drain_seconds + settings.shutdown_timeout_seconds + 3 <= grace
     # Requests still running when the drain ends get their full timeout before the kill.

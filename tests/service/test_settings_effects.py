@@ -31,8 +31,8 @@ from service.settings import Settings
 from tests.conftest import MODEL_CARD, REPO_ROOT
 from tests.subprocess_server import server_process
 
-_STARTUP, _ERRORS, _AUTH = "test_startup.py", "test_errors.py", "test_auth.py"
-_PREDICTOR, _HERE = "test_predictor.py", "test_settings_effects.py"
+_STARTUP, _ERRORS, _AUTH = "server/test_startup.py", "web/test_errors.py", "middleware/test_auth.py"
+_PREDICTOR, _HERE = "runtime/test_recognizer.py", "test_settings_effects.py"
 
 # Setting → tests (in tests/service/<file>::<function>) that fail if it is ignored.
 EFFECT_TESTS: dict[str, list[str]] = {
@@ -70,7 +70,9 @@ EFFECT_TESTS: dict[str, list[str]] = {
     "shutdown_timeout_seconds": [
         f"{_HERE}::test_shutdown_timeout_seconds_cancels_a_request_still_running"
     ],
-    "request_timeout_seconds": ["test_request_timeout.py::test_the_service_enforces_its_setting"],
+    "request_timeout_seconds": [
+        "middleware/test_request_timeout.py::test_the_service_enforces_its_setting"
+    ],
     "api_key": [
         f"{_AUTH}::test_every_model_operation_needs_the_key",
         f"{_AUTH}::test_a_missing_or_wrong_key_is_401",

@@ -15,7 +15,7 @@ from tests.trainer.idx_files import write_mnist_folder
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
-SAMPLE = REPO_ROOT / "tests" / "data" / "mnist_test_sample.npz"
+SAMPLE = REPO_ROOT / "samples" / "mnist_test_sample.npz"
 NO_SHARED_ENV_VAR = "DIGITS_TEST_NO_SHARED"
 
 

@@ -140,7 +140,7 @@ def test_malformed_npz_is_named(
     tmp_path: Path, arrays: dict[str, np.ndarray], message: str
 ) -> None:
     path = tmp_path / "mnist.npz"
-    np.savez(path, **arrays)
+    np.savez(path, **arrays)  # type: ignore[arg-type]  # numpy's stub: **kwds as `allow_pickle`
     with pytest.raises(ValueError, match=message) as error:
         load_npz(path)
     assert str(path) in str(error.value)

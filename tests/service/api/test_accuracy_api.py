@@ -17,9 +17,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from samples.mnist import shared_mnist
+from samples.uploads import STYLES, encode_png, load_test_digits, make_upload
 from service.model_card import ModelCard
 from service.runtime.recognizer import Recognizer
-from tests.uploads import SHARED_MNIST, STYLES, encode_png, load_test_digits, make_upload
 
 BATCH = 250
 TOLERANCE_PP = 0.1
@@ -42,7 +43,7 @@ def test_split() -> tuple[np.ndarray, np.ndarray, list[str], bool]:
     """All test digits available, their PNG uploads, and whether this is the full split."""
     images, labels = load_test_digits()
     payloads = [base64.b64encode(encode_png(image)).decode("ascii") for image in images]
-    full = len(images) == 10_000 and SHARED_MNIST.is_dir()
+    full = len(images) == 10_000 and shared_mnist() is not None
     return images, labels, payloads, full
 
 

@@ -14,7 +14,7 @@ import io
 import numpy as np
 from PIL import Image, ImageFilter
 
-from tests.shared_data import SAMPLE_NPZ, shared_mnist
+from samples.mnist import SAMPLE_NPZ, shared_mnist
 from trainer.data import read_idx_images, read_idx_labels
 
 STYLES: tuple[str, ...] = (

@@ -14,12 +14,12 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
+from samples.uploads import encode_png, load_test_digits
 from service.app import create_app
 from service.model_card import ModelCard
 from service.runtime.recognizer import Recognizer
 from service.settings import Settings
 from tests.loopback_server import live_server
-from tests.uploads import encode_png, load_test_digits
 
 COUNT = 200  # real MNIST test digits per batch
 

@@ -15,12 +15,12 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+from samples.uploads import encode_png
 from service.model_card import ModelCard
 from service.runtime.recognizer import Recognizer
 from service.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.loopback_server import live_server
-from tests.uploads import encode_png
 
 Digits = tuple[np.ndarray, np.ndarray]
 PACKAGE = "digits_api_client"

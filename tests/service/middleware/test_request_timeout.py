@@ -17,10 +17,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import Message
+from starlette.types import Message, Receive, Scope, Send
 
+from samples.uploads import load_test_digits, make_upload
 from service.middleware.request_timeout import RequestTimeout
-from tests.uploads import load_test_digits, make_upload
 
 DEADLINE = 0.5
 
@@ -109,7 +109,7 @@ def test_a_stalled_body_gets_408() -> None:
             "client": ("127.0.0.1", 1234),
         }
 
-        async def echo(scope: dict, receive: Callable, send: Callable) -> None:
+        async def echo(scope: Scope, receive: Receive, send: Send) -> None:
             await Request(scope, receive).body()  # waits for the whole body
             await JSONResponse({})(scope, receive, send)
 

@@ -16,6 +16,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
+from starlette.types import Message
 
 from service.middleware.body_limit import LINGER_LIMIT_MULTIPLE
 from service.runtime.interpreter import LiteRTModel
@@ -179,15 +180,15 @@ def test_streamed_body_over_the_limit_is_413_without_reading_it_all(
     passes the limit; the rest is drained (lingering close) only up to a bound."""
     app = make_app(max_body_bytes=4096)
     chunks_read = 0
-    sent: list[dict] = []
+    sent: list[Message] = []
     read_when_answered: list[int] = []
 
-    async def receive() -> dict:
+    async def receive() -> Message:
         nonlocal chunks_read
         chunks_read += 1
         return {"type": "http.request", "body": b"x" * 1000, "more_body": chunks_read < 1000}
 
-    async def send(message: dict) -> None:
+    async def send(message: Message) -> None:
         if message["type"] == "http.response.start":
             read_when_answered.append(chunks_read)
         sent.append(message)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 
+from samples.uploads import load_test_digits, make_upload
 from tests.subprocess_server import ServerProcess, server_process
-from tests.uploads import load_test_digits, make_upload
 
 DRAIN = 3.0
 SHUTDOWN_TIMEOUT = 10.0

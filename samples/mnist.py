@@ -1,7 +1,7 @@
 """Where tests find real MNIST: `../shared/data/mnist` beside the checkout, when it is there.
 
 A user's fresh clone has no `../shared`; tests then fall back to the committed sample
-(`tests/data/mnist_test_sample.npz`, 2,000 real test digits). CI runs the suite both
+(`samples/mnist_test_sample.npz`, 2,000 real test digits). CI runs the suite both
 ways: in its checkout (with `../shared`) and in a second clone with nothing beside it.
 `DIGITS_TEST_NO_SHARED=1` hides the shared folder without a second clone, so the
 fallback can be checked on a developer's machine too.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
-SAMPLE_NPZ = REPO_ROOT / "tests" / "data" / "mnist_test_sample.npz"
+SAMPLE_NPZ = REPO_ROOT / "samples" / "mnist_test_sample.npz"
 NO_SHARED_ENV = "DIGITS_TEST_NO_SHARED"
 
 

@@ -13,9 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from starlette.types import Message, Receive, Scope, Send
 
+from samples.uploads import encode_png
 from service.middleware.metrics import MetricsMiddleware
 from service.model_card import ModelCard
-from tests.uploads import encode_png
 
 Digits = tuple[np.ndarray, np.ndarray]
 

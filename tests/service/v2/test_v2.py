@@ -14,10 +14,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from samples.uploads import encode_png
 from service.app import create_app
 from service.model_card import ModelCard
 from service.settings import Settings
-from tests.uploads import encode_png
 
 Digits = tuple[np.ndarray, np.ndarray]
 HEADER = "Inference-Header-Content-Length"

@@ -22,13 +22,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from samples.uploads import load_test_digits
 from service.errors import DigitsError, ImageTooLargeError, InvalidImageError
 from service.imaging.decode import decode_base64_image
 from service.imaging.preprocess import preprocess_image
 from service.web.errors import status_of
 from tests.conftest import REPO_ROOT
 from tests.hostile_images import HEADER_BUILDERS, MAX_DIMENSION
-from tests.uploads import load_test_digits
 
 # deadline=None: the CPU is shared, so a slow case is not a failing one.
 FUZZ = settings(
@@ -200,7 +200,7 @@ def test_bombs_are_refused_in_bounded_memory() -> None:
         """
         import json, resource
         from tests.hostile_images import png_bomb, png_iccp_bomb, HEADER_BUILDERS
-        from tests.uploads import encode_png, load_test_digits
+        from samples.uploads import encode_png, load_test_digits
         from service.errors import DigitsError
         from service.imaging.preprocess import preprocess_image
 

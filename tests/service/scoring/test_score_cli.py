@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from samples.uploads import encode_jpeg, encode_png, paper_photo
 from service.runtime.recognizer import Recognizer
 from service.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.loopback_server import free_port, live_server
 from tests.subprocess_server import server_process
-from tests.uploads import encode_jpeg, encode_png, paper_photo
 
 Digits = tuple[np.ndarray, np.ndarray]
 

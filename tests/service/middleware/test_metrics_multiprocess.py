@@ -20,8 +20,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from samples.uploads import encode_png, load_test_digits
 from tests.subprocess_server import ServerProcess, server_process
-from tests.uploads import encode_png, load_test_digits
 
 WORKERS = 2
 HEALTH_REQUESTS, PREDICTIONS, SCRAPES = 200, 40, 8

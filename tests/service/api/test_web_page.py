@@ -17,8 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import BrowserContext, FilePayload, Page, expect
 
-from tests.service.browser import ARTIFACTS, chromium, running_service
-from tests.uploads import encode_png
+from samples.uploads import encode_png
+from tests.service.api.browser import ARTIFACTS, chromium, running_service
 
 TIMEOUT_MS = 20_000  # generous: CI shares two cores with the service and the browser
 

@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from samples.uploads import encode_jpeg, encode_png, paper_photo
 from service.api.schemas import PredictResponse
-from tests.uploads import encode_jpeg, encode_png, paper_photo
 
 Digits = tuple[np.ndarray, np.ndarray]
 UPLOAD = "/v1/predict/upload"

@@ -18,11 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from service.errors import DigitsError, ImageTooLargeError, InvalidImageError
-from service.imaging.decode import decode_base64_image, load_image
-from service.imaging.preprocess import normalize_digit, preprocess_image
-from service.settings import DEFAULT_MAX_PIXELS
-from tests.uploads import (
+from samples.uploads import (
     STYLES,
     canvas_drawing,
     encode_jpeg,
@@ -31,6 +27,10 @@ from tests.uploads import (
     make_upload,
     paper_photo,
 )
+from service.errors import DigitsError, ImageTooLargeError, InvalidImageError
+from service.imaging.decode import decode_base64_image, load_image
+from service.imaging.preprocess import normalize_digit, preprocess_image
+from service.settings import DEFAULT_MAX_PIXELS
 
 CENTRE = 14.0  # MNIST's convention: centre of mass within ±0.5 px of pixel (14, 14)
 
@@ -553,8 +553,8 @@ def test_blank_images_have_no_digit(make: Callable[[], bytes]) -> None:
 
 def test_committed_sample_matches_the_real_test_split(monkeypatch: pytest.MonkeyPatch) -> None:
     """A fresh clone has no ../shared: the committed sample must be the same digits."""
-    from tests import uploads
-    from tests.shared_data import NO_SHARED_ENV
+    from samples import uploads
+    from samples.mnist import NO_SHARED_ENV
 
     shared = uploads.load_test_digits(50)
     monkeypatch.setenv(NO_SHARED_ENV, "1")
