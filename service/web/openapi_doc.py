@@ -20,7 +20,7 @@ from service.app import create_app
 from service.settings import Settings
 from service.web.openapi import COMPONENTS
 
-CHECKOUT = Path(__file__).resolve().parent.parent
+CHECKOUT = Path(__file__).resolve().parents[2]
 FILES = ("openapi.json", "openapi.md")
 HOST = "localhost:8000"
 UPLOAD_FILE = "seven.png"
