@@ -80,9 +80,13 @@ class Recognizer:
 
     @classmethod
     def open(cls, settings: Settings | None = None, **overrides: Any) -> Recognizer:
-        """A loaded recognizer: `settings` (default: from `DIGITS_*`) with `overrides`."""
-        base = settings or Settings()
-        recognizer = cls(base.model_copy(update=overrides) if overrides else base)
+        """A loaded recognizer, for use in process: `settings` (default: from the `DIGITS_*`
+        environment) with `overrides`, e.g. `Recognizer.open(model_card="models/model.json")`."""
+        if settings is None:
+            chosen = Settings(**overrides)
+        else:  # validated again, so that overrides are parsed like any setting
+            chosen = Settings.model_validate(settings.model_dump() | overrides)
+        recognizer = cls(chosen)
         recognizer.load()
         return recognizer
 

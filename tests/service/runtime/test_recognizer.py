@@ -5,6 +5,7 @@ micro-batching), observed through counters rather than timings."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
@@ -255,3 +256,21 @@ def test_interpreter_threads_gives_each_interpreter_its_own_cpu_threads(
     multi = _loaded(make_settings, interpreters=1, interpreter_threads=4)
     assert _native_threads() - before >= 4
     assert single.state == multi.state == "ready"  # both still alive while counting
+
+
+def test_in_process_use_as_the_readme_shows(clear_digits: Digits) -> None:
+    """The library API: open the committed card, recognize files, classify arrays."""
+    from service.errors import InvalidImageError
+    from tests.conftest import MODEL_CARD
+
+    images, labels = clear_digits
+    recognizer = Recognizer.open(model_card=str(MODEL_CARD), interpreters=1)
+    assert recognizer.state == "ready" and recognizer.settings.interpreters == 1
+    files = [base64.b64decode(png_base64(image)) for image in images[:5]]
+    pixels, probabilities = recognizer.recognize(files)
+    assert pixels.shape == (5, 28, 28) and probabilities.shape == (5, 10)
+    assert probabilities.argmax(axis=1).tolist() == labels[:5].tolist()
+    np.testing.assert_allclose(recognizer.classify(images[:5] / 255.0), probabilities, atol=1e-3)
+    with pytest.raises(InvalidImageError) as bad:
+        recognizer.recognize([files[0], b"not an image", files[1]])
+    assert bad.value.index == 1
