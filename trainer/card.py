@@ -27,7 +27,7 @@ from trainer.data import MnistData
 from trainer.export import H5_FILENAME, TfliteVariant
 
 if TYPE_CHECKING:
-    from trainer.train import TrainingOptions
+    from trainer.options import TrainingOptions
 
 Measurement = tuple[TensorSpec, TensorSpec, float, LatencyMeasurement]
 

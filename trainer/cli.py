@@ -9,7 +9,8 @@ from pathlib import Path
 
 from trainer.data import DATA_ENV_VAR
 from trainer.model import ARCHITECTURES
-from trainer.train import QualityGateError, TrainingOptions, run_training
+from trainer.options import QualityGateError, TrainingOptions
+from trainer.train import run_training
 
 # `--quick`: a demo/test preset that finishes in well under a minute on 2 cores.
 QUICK_PRESET = {"epochs": 2, "train_limit": 3000, "augment": False}

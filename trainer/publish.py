@@ -47,6 +47,7 @@ from trainer.evaluate import (
     format_report,
     per_class_report,
 )
+from trainer.options import QualityGateError, TrainingOptions
 from trainer.plots import (
     CONFUSION_FILENAME,
     CURVES_FILENAME,
@@ -55,7 +56,6 @@ from trainer.plots import (
     plot_reliability_diagram,
     plot_training_curves,
 )
-from trainer.train import QualityGateError, TrainingOptions
 from trainer.variants import export_variants
 
 log = logging.getLogger("trainer")

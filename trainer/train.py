@@ -14,60 +14,14 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from service.model_card import ModelCard
 from trainer.data import NUM_CLASSES, MnistData, load_mnist, split_validation
+from trainer.options import TrainingOptions
 
 log = logging.getLogger("trainer")
-
-
-class QualityGateError(RuntimeError):
-    """A quantized model lost more accuracy than allowed; nothing was published."""
-
-
-@dataclass(frozen=True)
-class TrainingOptions:
-    data: str | None = None
-    out: Path = Path("models")
-    architecture: str = "digits_cnn"
-    epochs: int = 30
-    batch_size: int = 64
-    learning_rate: float = 0.003
-    label_smoothing: float = 0.0
-    seed: int = 42
-    augment: bool = True
-    validation_fraction: float = 0.05
-    float_variants: bool = False
-    max_quantization_drop_pp: float = 0.3
-    serving_default_max_drop_pp: float = 0.1
-    train_limit: int | None = None
-    test_limit: int | None = None
-    name: str = "mnist-digits-cnn"
-    verbose: int = 2
-
-    def validate(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning rate must be positive, got {self.learning_rate}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
-        if not 0.0 < self.validation_fraction < 0.5:
-            raise ValueError(
-                f"validation fraction must be in (0, 0.5), got {self.validation_fraction}"
-            )
-        for name in ("train_limit", "test_limit"):
-            limit = getattr(self, name)
-            if limit is not None and limit < 10:
-                raise ValueError(f"{name.replace('_', ' ')} must be at least 10, got {limit}")
-        if self.max_quantization_drop_pp < 0 or self.serving_default_max_drop_pp < 0:
-            raise ValueError("accuracy margins must not be negative")
 
 
 @contextmanager

@@ -11,7 +11,8 @@ from ai_edge_litert.interpreter import Interpreter
 
 from service.model_card import MODEL_CARD_FILENAME, ModelCard, sha256_of_file
 from trainer.data import load_idx_folder
-from trainer.train import TrainingOptions, as_model_input, run_training
+from trainer.options import TrainingOptions
+from trainer.train import as_model_input, run_training
 
 pytestmark = pytest.mark.slow
 
