@@ -24,18 +24,19 @@ class ServerProcess:
     process: subprocess.Popen[bytes]
     port: int
     log: Path
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:  # a tiny race with other processes is acceptable in tests
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((host, 0))
         port: int = probe.getsockname()[1]
         return port
 
@@ -47,21 +48,23 @@ def server_process(
     command: Sequence[str] = (sys.executable, "-m", "service"),
     cwd: Path = REPO_ROOT,
     ready_timeout: float = 90,
+    host: str = "127.0.0.1",
 ) -> Iterator[ServerProcess]:
-    """Start the server, wait for `/readyz` 200, yield it; kill it if it is still running."""
-    port = free_port()
+    """Start the server on `host` (a loopback address), wait for `/readyz` 200, yield it;
+    stop it (SIGTERM, then SIGKILL) if it is still running."""
+    port = free_port(host)
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_")}
     # No drain by default: nothing routes traffic here, so stopping need not wait for it.
     full_env.update(DIGITS_ACCESS_LOG="false", DIGITS_LOG_LEVEL="info", DIGITS_DRAIN_SECONDS="0")
     full_env.update(env or {})
-    full_env.update(DIGITS_HOST="127.0.0.1", DIGITS_PORT=str(port))  # always loopback
+    full_env.update(DIGITS_HOST=host, DIGITS_PORT=str(port))  # always loopback
     with tempfile.TemporaryDirectory(prefix="digits-server-") as folder:
         log = Path(folder) / "server.log"
         with log.open("wb") as sink:
             process = subprocess.Popen(
                 list(command), env=full_env, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT
             )
-        server = ServerProcess(process, port, log)
+        server = ServerProcess(process, port, log, host)
         try:
             _wait_until_ready(server, ready_timeout)
             yield server

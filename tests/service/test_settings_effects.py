@@ -16,20 +16,16 @@ import logging
 import os
 import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from service.settings import Settings
-from tests.conftest import MODEL_CARD, REPO_ROOT
-from tests.subprocess_server import server_process
+from tests.conftest import MODEL_CARD
+from tests.subprocess_server import ServerProcess, server_process
 
 _STARTUP, _ERRORS, _AUTH = "server/test_startup.py", "web/test_errors.py", "middleware/test_auth.py"
 _PREDICTOR, _HERE = "runtime/test_recognizer.py", "test_settings_effects.py"
@@ -114,68 +110,13 @@ def test_the_batch_wait_that_never_waited_is_gone_and_a_leftover_is_reported(
 OTHER_LOOPBACK = "127.0.0.2"
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
-def _server(env: dict[str, str]) -> Iterator[Server]:
+def _server(env: dict[str, str]) -> Iterator[ServerProcess]:
     """`python -m service` on OTHER_LOOPBACK, ready; stopped (SIGTERM) afterwards."""
-    port = _free_port(OTHER_LOOPBACK)
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_")}
-    full_env.update(
-        DIGITS_MODEL_CARD=str(MODEL_CARD),
-        DIGITS_HOST=OTHER_LOOPBACK,
-        DIGITS_PORT=str(port),
-        DIGITS_DRAIN_SECONDS="0",
-        **env,
-    )
-    with tempfile.TemporaryDirectory(prefix="digits-effects-") as folder:
-        log = Path(folder) / "server.log"
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "service"],
-                env=full_env,
-                cwd=REPO_ROOT,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-        server = Server(process, f"http://{OTHER_LOOPBACK}:{port}", log)
-        try:
-            _wait_ready(server)
-            yield server
-        finally:
-            if process.poll() is None:
-                process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=30)
-
-
-def _wait_ready(server: Server, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.process.poll() is None, server.output()
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(server.url + "/readyz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"not ready after {timeout} s:\n{server.output()}")
+    with server_process(
+        {"DIGITS_MODEL_CARD": str(MODEL_CARD), **env}, host=OTHER_LOOPBACK
+    ) as server:
+        yield server
 
 
 def _refused(url: str) -> bool:
@@ -187,7 +128,7 @@ def _refused(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def single() -> Iterator[Server]:
+def single() -> Iterator[ServerProcess]:
     env = {
         "DIGITS_WORKERS": "1",
         "DIGITS_LOG_LEVEL": "trace",
@@ -198,13 +139,13 @@ def single() -> Iterator[Server]:
         yield server
 
 
-def test_host_and_port_are_where_the_server_listens(single: Server) -> None:
+def test_host_and_port_are_where_the_server_listens(single: ServerProcess) -> None:
     port = single.url.rsplit(":", 1)[1]
     assert httpx.get(single.url + "/healthz").json() == {"status": "ok"}
     assert _refused(f"http://127.0.0.1:{port}/healthz")  # bound to 0.0.0.0, it would answer
 
 
-def test_log_level_and_access_log_decide_what_is_logged(single: Server) -> None:
+def test_log_level_and_access_log_decide_what_is_logged(single: ServerProcess) -> None:
     def completed() -> int:  # uvicorn's TRACE line once a request's app call returns
         return single.output().count("] Completed")
 
@@ -219,7 +160,7 @@ def test_log_level_and_access_log_decide_what_is_logged(single: Server) -> None:
     assert '/readyz HTTP/1.1" 200' not in single.output()
 
 
-def test_root_path_is_the_prefix_in_the_openapi_servers(single: Server) -> None:
+def test_root_path_is_the_prefix_in_the_openapi_servers(single: ServerProcess) -> None:
     servers = httpx.get(single.url + "/openapi.json").json().get("servers")
     assert servers == [{"url": "/digits"}]
 
