@@ -21,9 +21,11 @@ from service.api.routes import router as v1_router
 from service.api.uploads import router as upload_router
 from service.middleware.auth import ApiKeyAuth
 from service.middleware.body_limit import BodySizeLimit
+from service.middleware.head import HeadAsGet
 from service.middleware.metrics import InferenceMetrics, Metrics, MetricsMiddleware
 from service.middleware.metrics import router as metrics_router
 from service.middleware.request_timeout import RequestTimeout
+from service.middleware.security_headers import SecurityHeaders
 from service.runtime.recognizer import Recognizer
 from service.settings import Settings
 from service.v2.routes import router as v2_router
@@ -42,6 +44,9 @@ def create_app(settings: Settings | None = None, recognizer: Recognizer | None =
         summary="Handwritten-digit recognition with a LiteRT model.",
         version=__version__,
         lifespan=_lifespan,
+        # /docs is served from the package (install_openapi); ReDoc would need a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.recognizer = recognizer
@@ -60,11 +65,14 @@ def create_app(settings: Settings | None = None, recognizer: Recognizer | None =
     # Each middleware added wraps the ones before it, so the last is the outermost. From
     # the outside in: metrics (every request counted, the refused ones too: 401, 413,
     # 504), the API key (an unauthenticated request costs nothing more), the deadline,
-    # the body limit (413 before a body is read), then the routes.
+    # the body limit (413 before a body is read), then the routes. Outside them all, the
+    # security headers (on every answer); inside metrics, HEAD routed as GET.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_seconds)
     app.add_middleware(ApiKeyAuth, api_key=settings.api_key)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(SecurityHeaders)
     return app
 
 

@@ -123,13 +123,30 @@ class Settings(BaseSettings):
 
     api_key: SecretStr | None = None
     """When set, `/v1/*` and `/v2/*` need `Authorization: Bearer <key>` or `X-API-Key: <key>`
-    (401 otherwise); health checks, metrics, docs and the web page stay open."""
+    (401 otherwise); health checks, metrics, docs and the web page stay open. Set but empty
+    (e.g. from an empty secret), the server refuses to start."""
 
-    @field_validator("model_file", "api_key", mode="before")
+    @field_validator("model_file", mode="before")
     @classmethod
     def _empty_means_default(cls, value: object) -> object:
         # `DIGITS_MODEL_FILE=` (set but empty) is how a compose file "unsets" a variable.
         return None if value == "" else value
+
+    @field_validator("api_key")
+    @classmethod
+    def _usable_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # Set but empty (an empty Kubernetes secret) once meant "no auth", in silence: a
+        # deployment that asked for a key must not start open. Whitespace around a key (a
+        # key file's newline) cannot arrive in a header, so nobody could ever authenticate.
+        key = None if value is None else value.get_secret_value()
+        if key is not None and not key.strip():
+            raise ValueError("is set but empty; set a key, or unset the variable to turn auth off")
+        if key is not None and (key != key.strip() or not key.isprintable()):
+            raise ValueError(
+                "has whitespace around it or control characters (a newline from a file?), "
+                "which no HTTP header can carry"
+            )
+        return value
 
     def model_post_init(self, context: Any, /) -> None:
         for name, why in REMOVED_SETTINGS.items():

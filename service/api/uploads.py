@@ -9,24 +9,34 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, UploadFile
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, UploadFile
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from service.api import dataplane
+from service.api.forms import json_scalar, strict_form
 from service.api.schemas import PredictResponse
 from service.errors import InvalidImageError
 from service.web.errors import documented_errors
 from service.web.guards import RecognizerDep, require_multipart
 
 router = APIRouter()
+FORM_BODY = {
+    "required": True,
+    "content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/UploadForm"}}},
+}
 
 
 class UploadForm(BaseModel):
+    # As strict as the JSON body (service/api/forms.py): `top_k=3.0` or `topk=3` is a 422.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     file: list[UploadFile] = Field(
         description="One or more image files: repeat the `file` field for more."
     )
-    top_k: int = Field(default=3, ge=1, le=10, description="How many best digits to list.")
-    return_preprocessed: bool = Field(
+    top_k: Annotated[int, BeforeValidator(json_scalar)] = Field(
+        default=3, ge=1, le=10, description="How many best digits to list."
+    )
+    return_preprocessed: Annotated[bool, BeforeValidator(json_scalar)] = Field(
         default=False, description="Also return the 28×28 image the model saw (base64 PNG)."
     )
 
@@ -36,6 +46,8 @@ class UploadForm(BaseModel):
     tags=["model"],
     summary="Recognize the digit in uploaded image files (multipart/form-data)",
     dependencies=[Depends(require_multipart)],
+    # The form is read by `strict_form`, not FastAPI: documented here instead.
+    openapi_extra={"requestBody": FORM_BODY},
     responses=documented_errors(
         413,
         415,
@@ -48,8 +60,7 @@ class UploadForm(BaseModel):
 )
 async def predict_upload(
     recognizer: RecognizerDep,
-    # File(), not Form(): the same parsing, documented as multipart/form-data.
-    form: Annotated[UploadForm, File()],
+    form: Annotated[UploadForm, Depends(strict_form(UploadForm))],
 ) -> PredictResponse:
     """The response of `/v1/predict`, each prediction's `id` being the file's name; the same
     limits (images per request, body size, pixels per image)."""

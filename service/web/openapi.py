@@ -16,8 +16,11 @@ from collections import Counter
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
 from pydantic.json_schema import models_json_schema
 
+from service.api.routes import STATIC_DIR
+from service.api.uploads import UploadForm
 from service.v2.schemas import OPENAPI_MODELS
 from service.web.errors import ERROR_DESCRIPTIONS, ErrorResponse, V2ErrorResponse, is_v2_request
 
@@ -46,8 +49,16 @@ _FRAMEWORK_ERRORS = ("HTTPValidationError", "ValidationError")
 
 
 def install_openapi(app: FastAPI) -> None:
-    """Make `app.openapi()` (and so /docs and /openapi.json) return the tidied document."""
+    """Make `app.openapi()` (and so /docs and /openapi.json) return the tidied document, and
+    serve /docs: Swagger UI from the package's static files (create the app with
+    `docs_url=None`), not FastAPI's page, which loads it from a CDN at a floating version
+    and runs an inline script that the Content-Security-Policy would refuse."""
     build = app.openapi
+
+    async def docs() -> FileResponse:
+        return FileResponse(STATIC_DIR / "docs.html")
+
+    app.add_api_route("/docs", docs, include_in_schema=False)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -59,7 +70,8 @@ def install_openapi(app: FastAPI) -> None:
 
 def tidy_openapi(document: dict[str, Any]) -> dict[str, Any]:
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    models = (*OPENAPI_MODELS, ErrorResponse, V2ErrorResponse)
+    # Bodies read raw or by our own parsers, which FastAPI cannot see.
+    models = (*OPENAPI_MODELS, UploadForm, ErrorResponse, V2ErrorResponse)
     _, definitions = models_json_schema(
         [(model, "validation") for model in models], ref_template=COMPONENTS + "{model}"
     )
