@@ -89,4 +89,5 @@ async def _parse(request: Request) -> FormData:
     except MultiPartException as error:
         raise InvalidRequestError(f"request body: {error.message}") from None
     except ClientDisconnect:
-        raise InvalidRequestError("request body: the client disconnected while sending it") from None
+        message = "request body: the client disconnected while sending it"
+        raise InvalidRequestError(message) from None
