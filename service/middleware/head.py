@@ -21,18 +21,24 @@ class HeadAsGet:
             await self.app(scope, receive, send)
             return
 
+        # A copy: the server and the outer middlewares (metrics, access log) must still see
+        # HEAD. What routing adds to it (the matched route, which metrics label by) is
+        # copied back, before the response goes out.
+        inner = {**scope, "method": "GET"}
+
+        def copy_back() -> None:
+            scope.update({key: value for key, value in inner.items() if key not in scope})
+
         async def send_headers_only(message: Message) -> None:
-            if message["type"] == "http.response.body":
+            if message["type"] == "http.response.start":
+                copy_back()
+            elif message["type"] == "http.response.body":
                 if message.get("more_body", False):
                     return
                 message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
-        # A copy: the server and the outer middlewares (metrics, access log) must still see
-        # HEAD. What routing adds to it (the matched route, which metrics label by) is
-        # copied back.
-        inner = {**scope, "method": "GET"}
         try:
             await self.app(inner, receive, send_headers_only)
         finally:
-            scope.update({key: value for key, value in inner.items() if key not in scope})
+            copy_back()

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
+import socket
+import time
 from collections.abc import Callable
+from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
@@ -14,6 +19,7 @@ from PIL import Image
 
 from samples.uploads import encode_jpeg, encode_png, paper_photo
 from service.api.schemas import PredictResponse
+from tests.subprocess_server import server_process
 
 Digits = tuple[np.ndarray, np.ndarray]
 UPLOAD = "/v1/predict/upload"
@@ -92,3 +98,165 @@ def test_limits_apply(make_app: Callable[..., FastAPI], clear_digits: Digits) ->
         too_many_pixels = client.post(UPLOAD, files=_files(("wide.png", buffer.getvalue())))
         assert too_many_pixels.status_code == 422
         assert too_many_pixels.json()["error"]["code"] == "image_too_large"
+
+
+# --- one rule for form fields: as strict as the JSON body ---------------------------------
+
+
+def _json_error(client: TestClient, png: bytes, **fields: object) -> dict:
+    body = {"images": [{"data": base64.b64encode(png).decode()}], **fields}
+    response = client.post("/v1/predict", json=body)
+    assert response.status_code == 422
+    return response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "as_json"),
+    [
+        ("top_k", "3.0", 3.0),
+        ("top_k", " 3 ", " 3 "),
+        ("top_k", "+3", "+3"),
+        ("top_k", "03", "03"),
+        ("top_k", "1e0", 1e0),
+        ("top_k", "true", True),
+        ("return_preprocessed", "yes", "yes"),
+        ("return_preprocessed", "on", "on"),
+        ("return_preprocessed", "1", 1),
+        ("return_preprocessed", " true", " true"),
+    ],
+)
+def test_form_fields_are_as_strict_as_json(
+    client: TestClient, clear_digits: Digits, field: str, text: str, as_json: object
+) -> None:
+    png = encode_png(clear_digits[0][0])
+    response = client.post(UPLOAD, files=_files(("a.png", png)), data={field: text})
+    assert response.status_code == 422, response.text
+    # The error a JSON body gets for the same value: same status, code and message.
+    assert response.json()["error"] == _json_error(client, png, **{field: as_json})
+
+
+@pytest.mark.parametrize(
+    ("fields", "top_k", "preprocessed"),
+    [
+        ({"top_k": "1", "return_preprocessed": "true"}, 1, True),
+        ({"top_k": "10", "return_preprocessed": "false"}, 10, False),
+        # What clients generated from openapi.json send (Python's str(bool)).
+        ({"return_preprocessed": "True"}, 3, True),
+        ({"return_preprocessed": "False"}, 3, False),
+    ],
+)
+def test_form_fields_spelt_as_json_values_are_accepted(
+    client: TestClient, clear_digits: Digits, fields: dict, top_k: int, preprocessed: bool
+) -> None:
+    png = encode_png(clear_digits[0][0])
+    response = client.post(UPLOAD, files=_files(("a.png", png)), data=fields)
+    assert response.status_code == 200, response.text
+    (prediction,) = response.json()["predictions"]
+    assert len(prediction["top_k"]) == top_k
+    assert ("preprocessed" in prediction) is preprocessed
+
+
+def test_unknown_and_repeated_form_fields_are_refused(
+    client: TestClient, clear_digits: Digits
+) -> None:
+    png = encode_png(clear_digits[0][0])
+    misspelt = client.post(UPLOAD, files=_files(("a.png", png)), data={"topk": "3"})
+    assert misspelt.status_code == 422
+    assert misspelt.json()["error"] == _json_error(client, png, topk=3)
+    twice = client.post(
+        UPLOAD, files=[*_files(("a.png", png)), ("top_k", (None, b"2"))], data={"top_k": "3"}
+    )
+    assert twice.status_code == 422
+    assert twice.json()["error"]["message"].startswith("top_k: ")
+
+
+def test_malformed_multipart_is_a_422(client: TestClient) -> None:
+    response = client.post(
+        UPLOAD,
+        content=b"--b\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b--\r\n",
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert "request body" in response.json()["error"]["message"]
+
+
+def test_a_file_over_starlettes_spool_threshold_is_predicted(
+    client: TestClient, clear_digits: Digits
+) -> None:
+    # Starlette moves a file over 1 MiB to a temporary file; ours stay in memory (below).
+    digit = np.kron(clear_digits[0][0], np.ones((56, 56), dtype=np.uint8))  # 1568 × 1568
+    noise = np.random.default_rng(1).integers(0, 32, digit.shape, dtype=np.uint8)
+    png = encode_png(np.maximum(digit, noise))
+    assert len(png) > 1024 * 1024
+    response = client.post(UPLOAD, files=_files(("big.png", png)))
+    assert response.status_code == 200, response.text
+    assert response.json()["predictions"][0]["digit"] == int(clear_digits[1][0])
+
+
+# --- a real server: stalled uploads use no temporary files ---------------------------------
+
+
+def _deleted_files_in(folder: Path, pids: list[int]) -> int:
+    """Bytes of the deleted files under `folder` that the processes hold open (temp files)."""
+    total = 0
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = str(fd.readlink())
+                if target.startswith(str(folder)) and target.endswith("(deleted)"):
+                    total += fd.stat().st_size
+    return total
+
+
+def _stalled_upload(port: int, size: int) -> socket.socket:
+    """A multipart upload whose file is sent but for its last KiB, then nothing more."""
+    part = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n"
+    )
+    length = len(part) + size + len(b"\r\n--b--\r\n")
+    connection = socket.create_connection(("127.0.0.1", port))
+    connection.sendall(
+        b"POST /v1/predict/upload HTTP/1.1\r\nHost: test\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\n"
+        + f"Content-Length: {length}\r\n\r\n".encode()
+        + part
+        + bytes(size - 1024)
+    )
+    return connection
+
+
+def test_stalled_uploads_fill_no_temp_folder(tmp_path: Path, clear_digits: Digits) -> None:
+    """Issue 13 item 11: three stalled 30 MB uploads held 90 MB of deleted temp files (the
+    pod's /tmp is a 64 MiB emptyDir) until the request timeout; now none at all."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {"TMPDIR": str(temp), "DIGITS_WORKERS": "1"}
+    with server_process(env) as server:
+        stalled = [_stalled_upload(server.port, 8 * 1024 * 1024) for _ in range(3)]
+        try:
+            # The server has read what was sent once it answers a request sent after it.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                assert httpx.get(server.url + "/healthz").status_code == 200
+                time.sleep(0.2)
+                if _process_io_read(server.process.pid) >= 3 * 8 * 1024 * 1024 - 3 * 1024:
+                    break
+            else:
+                pytest.fail("the server did not read the uploads")
+            assert _deleted_files_in(temp, [server.process.pid]) == 0
+        finally:
+            for connection in stalled:
+                connection.close()
+        png = encode_png(clear_digits[0][0])
+        done = httpx.post(server.url + UPLOAD, files=_files(("a.png", png)))
+        assert done.status_code == 200, done.text
+
+
+def _process_io_read(pid: int) -> int:
+    """Bytes the process has received from sockets and files (Linux /proc/PID/io rchar)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/PID/io")

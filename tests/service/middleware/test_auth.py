@@ -3,15 +3,21 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from service.middleware.auth import is_protected
+from service.settings import Settings
 from service.web.errors import is_v2_request
+from tests.subprocess_server import REPO_ROOT, free_port
 
 KEY = "s3cret-key-for-tests-0123456789"
 OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/openapi.json", "/metrics", "/v2/health/ready")
@@ -121,3 +127,34 @@ def test_behind_a_proxy_prefix(make_app: Callable[..., FastAPI]) -> None:
 )
 def test_which_paths_are_protected(path: str, protected: bool) -> None:
     assert is_protected(path) is protected
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("", "is set but empty"),
+        ("  ", "is set but empty"),
+        (KEY + "\n", "whitespace"),  # a key file's last newline
+        (" " + KEY, "whitespace"),
+        (KEY[:4] + "\x00" + KEY[4:], "control characters"),
+    ],
+)
+def test_a_key_that_cannot_work_is_refused(
+    make_settings: Callable[..., Settings], key: str, reason: str
+) -> None:
+    """An empty key (an empty Kubernetes secret) used to turn auth off in silence."""
+    with pytest.raises(ValidationError, match=reason):
+        make_settings(api_key=key)
+
+
+def test_the_server_refuses_to_start_with_an_empty_key() -> None:
+    """Issue 13 item 12, against the real command: exit 1 with one line, before binding."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("DIGITS_")}
+    env.update(DIGITS_API_KEY="", DIGITS_HOST="127.0.0.1", DIGITS_PORT=str(free_port()))
+    command = [sys.executable, "-m", "service"]
+    result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, timeout=120)
+    assert result.returncode == 1
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("digits: error: invalid setting DIGITS_API_KEY: ")
+    assert "is set but empty" in lines[0]
