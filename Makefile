@@ -25,7 +25,7 @@ $(VENV)/.serve: pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(VENV)/.all: pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet -e ".[serve,train,dev]"
+	$(PIP) install --quiet -e ".[serve,train,dev,batch]"
 	@touch $@ $(VENV)/.serve
 
 serve: $(VENV)/.serve

@@ -1,0 +1,70 @@
+"""The Ray Data pipeline (`digits-score-ray`): a real local Ray, real MNIST test digits."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from samples.uploads import encode_png, load_test_digits
+from service.runtime.recognizer import Recognizer
+from service.scoring.local import LocalScorer
+from service.scoring.ray_pipeline import DigitScorer, main
+
+IMAGES = 2_000
+
+
+@pytest.fixture(scope="module")
+def digit_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
+    images, labels = load_test_digits(IMAGES)
+    folder = tmp_path_factory.mktemp("scans")
+    truth: dict[str, int] = {}
+    for position, (image, label) in enumerate(zip(images, labels, strict=True)):
+        path = folder / f"{position:05d}.png"
+        path.write_bytes(encode_png(image))
+        truth[str(path)] = int(label)
+    (folder / "broken.png").write_bytes(b"not an image")
+    return folder, truth
+
+
+def test_the_actor_scores_a_batch_with_typed_columns_and_error_rows() -> None:
+    images, labels = load_test_digits(8)
+    scorer = DigitScorer()
+    batch = {
+        "path": np.array([f"{n}.png" for n in range(8)] + ["bad.png"], dtype=object),
+        "bytes": np.array([encode_png(image) for image in images] + [b"GIF89a?"], dtype=object),
+    }
+    table = scorer(batch)
+    assert table.column_names == ["path", "digit", "confidence", "error"]
+    assert str(table.schema.field("digit").type) == "int8"
+    rows = table.to_pylist()
+    assert [row["digit"] for row in rows[:8]] == [int(label) for label in labels]
+    assert all(row["error"] is None and 0.5 < row["confidence"] <= 1 for row in rows[:8])
+    assert rows[8]["digit"] is None and rows[8]["confidence"] is None
+    assert "image" in rows[8]["error"]
+
+
+def test_scores_a_folder_on_local_ray_to_csv(
+    digit_folder: tuple[Path, dict[str, int]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder, truth = digit_folder
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    output = tmp_path / "scores"
+    assert main([str(folder), "--output", str(output), "--format", "csv"]) == 0
+
+    rows = [row for part in sorted(output.glob("*.csv")) for row in csv.DictReader(part.open())]
+    assert len(rows) == IMAGES + 1
+    by_path = {row["path"]: row for row in rows}
+    assert by_path[str(folder / "broken.png")]["digit"] == ""
+    assert "image" in by_path[str(folder / "broken.png")]["error"]
+
+    predicted = {path: int(by_path[path]["digit"]) for path in truth}
+    accuracy = np.mean([predicted[path] == label for path, label in truth.items()])
+    assert accuracy >= 0.99, accuracy
+    # Exactly what the runtime gives in this process: same model, same preprocessing.
+    local = LocalScorer(Recognizer.open()).score([Path(path) for path in truth])
+    assert [result.digit for result in local] == [predicted[path] for path in truth]
