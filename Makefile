@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 DATA ?= $(or $(DIGITS_MNIST_DATA),$(wildcard ../shared/data/mnist-full),$(wildcard ../shared/data/mnist))
 
-.PHONY: serve train test lint format clean help openapi bench
+.PHONY: serve train test lint format clean help openapi bench protos
 
 help:
 	@echo "make serve   start the service on the committed model (serve extra only)"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench   benchmarks vs the floor, the seed's way and BentoML (BENCH_ARGS=--quick)"
 	@echo "make train   retrain into models/ (DIGITS_MNIST_DATA=folder, else the Keras download)"
 	@echo "make openapi regenerate openapi.json and openapi.md from the app"
+	@echo "make protos  regenerate the gRPC messages in service/grpc/proto"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +53,12 @@ lint: $(VENV)/.all
 # openapi.json and openapi.md are generated from the app; a test fails when they drift.
 openapi: $(VENV)/.all
 	$(BIN)/python -m service.web.openapi_doc
+
+# The gRPC messages (service/grpc/proto), committed; the protobuf runtime must be at least
+# the version that generated them (pyproject's serve extra says which).
+protos: $(VENV)/.all
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. \
+		service/grpc/proto/grpc_predict_v2.proto
 
 format: $(VENV)/.all
 	$(BIN)/ruff check --fix .

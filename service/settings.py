@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     """TCP port the HTTP server listens on."""
 
+    grpc_port: int = Field(default=0, ge=0, le=65535)
+    """TCP port of the gRPC Open Inference Protocol server (`inference.GRPCInferenceService`
+    and `grpc.health.v1`), on `host`, beside HTTP in the same processes; 0 turns it off."""
+
     log_level: LogLevel = "info"
     """Log level of the service and of uvicorn."""
 

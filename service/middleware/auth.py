@@ -10,6 +10,7 @@ runs before the body is read, so an unauthenticated client cannot make us buffer
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable
 
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -40,24 +41,32 @@ class ApiKeyAuth:
         if self._key is None or scope["type"] != "http" or not is_protected(route_path(scope)):
             await self.app(scope, receive, send)
             return
-        presented = _presented_key(scope)
-        # Constant-time comparison: the time taken must not tell how much of a guess was right.
-        if presented is not None and hmac.compare_digest(presented, self._key):
+        refusal = refusal_for(presented_key(scope["headers"]), self._key)
+        if refusal is None:
             await self.app(scope, receive, send)
             return
-        message = "missing API key" if presented is None else "invalid API key"
         response = error_response_for(
             scope,
             401,
             "unauthorized",
-            f"{message}: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+            f"{refusal}: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
         await response(scope, receive, send)
 
 
-def _presented_key(scope: Scope) -> bytes | None:
-    for name, value in scope["headers"]:
+def refusal_for(presented: bytes | None, key: bytes) -> str | None:
+    """Why a request presenting `presented` is refused, or None if it carries `key`. Also
+    the gRPC server's check (service/grpc/servicer.py), on its metadata."""
+    # Constant-time comparison: the time taken must not tell how much of a guess was right.
+    if presented is not None and hmac.compare_digest(presented, key):
+        return None
+    return "missing API key" if presented is None else "invalid API key"
+
+
+def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The key in lower-case `headers` (or gRPC metadata), from either header it may be in."""
+    for name, value in headers:
         if name == b"x-api-key":
             return bytes(value.strip())
         if name == b"authorization":

@@ -41,7 +41,7 @@ def _serve(settings: Settings) -> int:
     from service.app import create_app
     from service.middleware.metrics import InferenceMetrics
     from service.runtime.recognizer import Recognizer
-    from service.server.shutdown import serve
+    from service.server.shutdown import Companion, serve
 
     recognizer = Recognizer(settings, observer=InferenceMetrics())
     try:
@@ -68,6 +68,13 @@ def _serve(settings: Settings) -> int:
         if children:  # the parent
             workers.reap_children_as_they_die(children)
 
+    companions: list[Companion] = []
+    if settings.grpc_port:
+        # Imported only now, after the fork: gRPC's threads must not be started before it.
+        from service.grpc.server import GrpcServer
+
+        companions.append(GrpcServer(settings, recognizer, share_port=count > 1))
+
     def on_drain() -> None:
         recognizer.start_draining()
         workers.forward_signal(children, signal.SIGTERM)
@@ -78,6 +85,7 @@ def _serve(settings: Settings) -> int:
         drain_seconds=settings.drain_seconds,
         shutdown_timeout_seconds=settings.shutdown_timeout_seconds,
         on_drain=on_drain,
+        companions=companions,  # the gRPC server, if any
         **listen,
         host=settings.host,
         port=settings.port,

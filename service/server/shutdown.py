@@ -23,9 +23,9 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,13 +35,31 @@ logger = logging.getLogger(__name__)
 ACCEPTED_GRACE_SECONDS = 0.25
 
 
+class Companion(Protocol):
+    """Another server on the same event loop (the gRPC one, service/grpc/server.py): started
+    before uvicorn, stopped when uvicorn closes its port, with the same grace."""
+
+    async def start(self) -> None: ...
+
+    def drain(self) -> None:
+        """SIGTERM: report not ready, still serving (called in the signal handler)."""
+
+    async def stop(self, grace: float) -> None: ...
+
+
 class DrainingServer(uvicorn.Server):
     """A uvicorn server whose SIGTERM starts a drain instead of an immediate shutdown."""
 
     def __init__(
-        self, config: uvicorn.Config, *, drain_seconds: float, on_drain: Callable[[], None]
+        self,
+        config: uvicorn.Config,
+        *,
+        drain_seconds: float,
+        on_drain: Callable[[], None],
+        companions: Sequence[Companion] = (),
     ) -> None:
         super().__init__(config)
+        self.companions = companions
         self.drain_seconds = drain_seconds
         self.on_drain = on_drain
         self.draining = False
@@ -49,7 +67,16 @@ class DrainingServer(uvicorn.Server):
 
     async def serve(self, sockets: list[Any] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
-        await super().serve(sockets)
+        for companion in self.companions:
+            await companion.start()
+        try:
+            await super().serve(sockets)
+        finally:  # stopped already in `shutdown`, unless uvicorn never started
+            await self._stop_companions()
+
+    async def _stop_companions(self) -> None:
+        grace = float(self.config.timeout_graceful_shutdown or 0)
+        await asyncio.gather(*(companion.stop(grace) for companion in self.companions))
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if sig != signal.SIGTERM:
@@ -63,6 +90,8 @@ class DrainingServer(uvicorn.Server):
             return
         self.draining = True
         self.on_drain()
+        for companion in self.companions:
+            companion.drain()
         logger.info("SIGTERM: draining for %g s before shutting down", self.drain_seconds)
         # This runs in a signal handler: call_soon_threadsafe is the loop's safe way in.
         self._loop.call_soon_threadsafe(self._loop.call_later, self.drain_seconds, self._end_drain)
@@ -72,6 +101,8 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
     async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        # Companions close their ports now too, and finish in-flight calls alongside.
+        stopping = asyncio.ensure_future(self._stop_companions())
         for server in self.servers:
             server.close()
         # Given an inherited listening fd (pre-fork workers), uvicorn closes only its own
@@ -85,6 +116,7 @@ class DrainingServer(uvicorn.Server):
         # moment to arrive, so they are answered rather than dropped.
         await asyncio.sleep(ACCEPTED_GRACE_SECONDS)
         await super().shutdown(sockets)
+        await stopping
 
 
 class CloseConnectionsWhileDraining:
@@ -115,6 +147,7 @@ def serve(
     drain_seconds: float,
     shutdown_timeout_seconds: float,
     on_drain: Callable[[], None],
+    companions: Sequence[Companion] = (),
     **uvicorn_options: Any,
 ) -> None:
     """Run `app` with uvicorn until SIGTERM (drained) or SIGINT; returns on a clean exit."""
@@ -129,7 +162,9 @@ def serve(
         timeout_graceful_shutdown=shutdown_timeout_seconds,  # type: ignore[arg-type]
         **uvicorn_options,
     )
-    server = DrainingServer(config, drain_seconds=drain_seconds, on_drain=on_drain)
+    server = DrainingServer(
+        config, drain_seconds=drain_seconds, on_drain=on_drain, companions=companions
+    )
     # uvicorn re-raises SIGINT after its graceful shutdown; Ctrl-C is a normal way out.
     with contextlib.suppress(KeyboardInterrupt):
         server.run()

@@ -67,7 +67,12 @@ def read_request(body: bytes, header_length: str | None) -> tuple[InferRequest, 
         request = InferRequest.model_validate(document)
     except ValidationError as error:
         raise TensorError(_validation_message(error)) from None
+    return check_request(request, binary)
 
+
+def check_request(request: InferRequest, binary: bytes) -> tuple[InferRequest, bytes | None]:
+    """What any encoding of a request must satisfy (REST here, gRPC in service/grpc): one
+    input, known outputs; returns it with its input's binary data, if it has binary data."""
     if len(request.inputs) != 1:
         names = ", ".join(repr(tensor.name) for tensor in request.inputs) or "none"
         raise TensorError(f"the model takes exactly one input tensor (the images); got {names}")
@@ -217,10 +222,7 @@ def encode_response(
     request: InferRequest, model_name: str, model_version: str, probabilities: np.ndarray
 ) -> tuple[bytes, int | None]:
     """The response body, and the JSON header's length when binary outputs follow it."""
-    tensors = {
-        "probabilities": probabilities.astype(np.float32),
-        "digit": probabilities.argmax(axis=1).astype(np.int64),
-    }
+    tensors = output_tensors(probabilities)
     binary_default = _flag(request.parameters, "binary_data_output", default=False)
     wanted = [(output.name, output.parameters) for output in request.outputs or ()]
     outputs, blobs = [], []
@@ -240,6 +242,14 @@ def encode_response(
     response["outputs"] = outputs
     header = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
     return (header, None) if not blobs else (header + b"".join(blobs), len(header))
+
+
+def output_tensors(probabilities: np.ndarray) -> dict[str, np.ndarray]:
+    """Every output of the model, by name, in the datatype `OUTPUT_DATATYPES` gives it."""
+    return {
+        "probabilities": probabilities.astype(np.float32),
+        "digit": probabilities.argmax(axis=1).astype(np.int64),
+    }
 
 
 def _flag(parameters: Parameters | None, key: str, *, default: bool) -> bool:

@@ -7,6 +7,8 @@ the same path as `/v1/predict` uploads, limits and preprocessing included.
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import numpy as np
 from fastapi import Response
 
@@ -25,8 +27,14 @@ from service.v2.codec import (
     image_bytes,
     read_request,
 )
-from service.v2.schemas import MetadataTensor, ModelMetadata, ServerMetadata
-from service.web.errors import ModelNotFoundError, UnsupportedMediaTypeError
+from service.v2.schemas import (
+    MetadataTensor,
+    ModelMetadata,
+    RepositoryModel,
+    RequestInput,
+    ServerMetadata,
+)
+from service.web.errors import ModelNotFoundError, NotSupportedError, UnsupportedMediaTypeError
 
 SERVER_NAME = "digits"
 EXTENSIONS = ("binary_tensor_data",)
@@ -94,13 +102,7 @@ class OpenInference:
                 f"compressed requests (Content-Encoding: {content_encoding}) are not supported"
             )
         request, binary = read_request(body, header_length)
-        tensor = request.inputs[0]
-        images = decode_images(tensor, binary, self.recognizer.settings.max_images)
-        IMAGES_PER_REQUEST.observe(len(images))
-        if isinstance(images, np.ndarray):
-            probabilities = await self.recognizer.classify_async(images)
-        else:
-            probabilities = await self._recognize(tensor.name, images)
+        probabilities = await self.classify(request.inputs[0], binary)
         content, json_length = encode_response(request, info.name, info.version, probabilities)
         if json_length is None:
             return Response(content, media_type="application/json")
@@ -108,6 +110,43 @@ class OpenInference:
             content,
             media_type="application/octet-stream",
             headers={HEADER_LENGTH: str(json_length)},
+        )
+
+    async def classify(self, tensor: RequestInput, binary: bytes | None) -> np.ndarray:
+        """(N, 10) probabilities for the images of an input tensor, whichever the protocol
+        (REST above, gRPC in service/grpc) that carried it."""
+        images = decode_images(tensor, binary, self.recognizer.settings.max_images)
+        IMAGES_PER_REQUEST.observe(len(images))
+        if isinstance(images, np.ndarray):
+            return await self.recognizer.classify_async(images)
+        return await self._recognize(tensor.name, images)
+
+    def repository_index(self, ready_only: bool = False) -> list[RepositoryModel]:
+        """The model repository: the one model, READY or UNAVAILABLE with the reason."""
+        try:
+            card = self.recognizer.model.card
+        except ModelNotReadyError:
+            try:  # still loading, or failed: its card still names it
+                card = ModelCard.load(self.recognizer.settings.model_card_path())
+            except Exception:
+                return []  # nothing to name: the card itself is unreadable
+        state = self.recognizer.state
+        if state == "ready":
+            entry = RepositoryModel(name=card.name, version=card.version, state="READY")
+        elif ready_only:
+            return []
+        else:
+            reason = self.recognizer.failure if state == "failed" else f"the model is {state}"
+            entry = RepositoryModel(
+                name=card.name, version=card.version, state="UNAVAILABLE", reason=reason or ""
+            )
+        return [entry]
+
+    def refuse_repository_change(self, action: str, name: str) -> NoReturn:
+        """Loading and unloading: this server serves one model, chosen when it starts."""
+        raise NotSupportedError(
+            f"cannot {action} model {name!r}: this server does not support loading or "
+            "unloading models; it serves the one model it started with (DIGITS_MODEL_CARD)"
         )
 
     async def _recognize(self, tensor_name: str, images: list[EncodedImage]) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Request, Response
 
 from service.v2.codec import HEADER_LENGTH
 from service.v2.dataplane import OpenInference
@@ -18,11 +18,18 @@ from service.v2.schemas import (
     ModelMetadata,
     ModelReadyResponse,
     ReadyResponse,
+    RepositoryIndexRequest,
+    RepositoryModel,
     ServerMetadata,
 )
-from service.web.errors import V2_PREFIX, documented_errors
+from service.web.errors import (
+    V2_PREFIX,
+    V2ErrorResponse,
+    documented_errors,
+)
 
 PREFIX = V2_PREFIX
+NOT_SUPPORTED = "Not supported: this server serves one model, fixed when it starts."
 MODEL_NAME_EXAMPLE = "mnist-digits-cnn"
 
 router = APIRouter(prefix=PREFIX, tags=["open inference protocol (v2)"])
@@ -143,6 +150,48 @@ async def infer_version(
     model_name: ModelName, model_version: ModelVersion, request: Request, inference: InferenceDep
 ) -> Response:
     return await _infer(inference, request, model_name, model_version)
+
+
+@router.post(
+    "/repository/index",
+    summary="Model repository index: the served model and its state",
+    responses=_errors(422),
+)
+async def repository_index(
+    inference: InferenceDep, request: Annotated[RepositoryIndexRequest | None, Body()] = None
+) -> list[RepositoryModel]:
+    """Triton's model repository extension (`get_model_repository_index()` in
+    `tritonclient`): the one model this server serves, `READY`, or `UNAVAILABLE` with the
+    `reason` (loading, draining, failed). With `"ready": true`, only a ready model."""
+    return inference.repository_index(ready_only=request is not None and request.ready)
+
+
+@router.post(
+    "/repository/models/{model_name}/load",
+    summary="Load a model: not supported (400)",
+    # It only ever refuses: its one documented answer is the error.
+    status_code=400,
+    response_model=V2ErrorResponse,
+    response_description=NOT_SUPPORTED,
+)
+async def repository_load(model_name: ModelName, inference: InferenceDep) -> None:
+    """This server serves the one model it started with; loading answers 400
+    (`UNIMPLEMENTED` over gRPC)."""
+    inference.refuse_repository_change("load", model_name)
+
+
+@router.post(
+    "/repository/models/{model_name}/unload",
+    summary="Unload a model: not supported (400)",
+    # It only ever refuses: its one documented answer is the error.
+    status_code=400,
+    response_model=V2ErrorResponse,
+    response_description=NOT_SUPPORTED,
+)
+async def repository_unload(model_name: ModelName, inference: InferenceDep) -> None:
+    """This server serves the one model it started with; unloading answers 400
+    (`UNIMPLEMENTED` over gRPC)."""
+    inference.refuse_repository_change("unload", model_name)
 
 
 async def _infer(

@@ -7,7 +7,7 @@ KServe's `InferenceRESTClient`, MLServer's codecs) read them without adapters.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -105,6 +105,24 @@ class InferResponse(BaseModel):
     id: str | None = None
     parameters: Parameters | None = None
     outputs: list[ResponseOutput]
+
+
+class RepositoryIndexRequest(BaseModel):
+    repository_name: str | None = Field(
+        default=None, description="Ignored: this server has one repository."
+    )
+    ready: bool = Field(
+        default=False, strict=True, description="Only the models ready for inference."
+    )
+
+
+class RepositoryModel(BaseModel):
+    """One entry of the model repository index (Triton's model repository extension)."""
+
+    name: str
+    version: str
+    state: Literal["READY", "UNAVAILABLE"]
+    reason: str = Field(default="", description="Why the model is unavailable, if it is.")
 
 
 # Components the OpenAPI document must carry though no route parses them with FastAPI

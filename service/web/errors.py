@@ -38,6 +38,14 @@ class ModelNotFoundError(HttpError):
     code = "model_not_found"
 
 
+class NotSupportedError(HttpError):
+    """An operation of the protocol that this server does not offer (model load/unload):
+    400 as Triton answers it when model control is off, a client error not to retry (a 5xx
+    would count against the server's error rate); over gRPC, UNIMPLEMENTED."""
+
+    code = "not_supported"
+
+
 def status_of(error: DigitsError) -> int:
     """The HTTP status for an error: the runtime's are the client's fault (422) but one."""
     if isinstance(error, HttpError):

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import REPO_ROOT
 from tests.service.test_no_tensorflow import _modules_after
 
-WEB_STACK = ("fastapi", "starlette", "uvicorn", "prometheus_client", "multipart")
+WEB_STACK = ("fastapi", "starlette", "uvicorn", "prometheus_client", "multipart", "grpc")
 IMAGE_STACK = ("PIL", "numpy", "ai_edge_litert")
 
 

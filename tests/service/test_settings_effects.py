@@ -25,7 +25,7 @@ import pytest
 
 from service.settings import Settings
 from tests.conftest import MODEL_CARD
-from tests.subprocess_server import ServerProcess, server_process
+from tests.subprocess_server import ServerProcess, free_port, server_process
 
 _STARTUP, _ERRORS, _AUTH = "server/test_startup.py", "web/test_errors.py", "middleware/test_auth.py"
 _PREDICTOR, _HERE = "runtime/test_recognizer.py", "test_settings_effects.py"
@@ -59,6 +59,7 @@ EFFECT_TESTS: dict[str, list[str]] = {
         f"{_HERE}::test_workers_is_how_many_processes_serve_the_port",  # the forked path
     ],
     "port": [f"{_HERE}::test_host_and_port_are_where_the_server_listens"],
+    "grpc_port": [f"{_HERE}::test_grpc_port_is_where_every_worker_serves_grpc"],
     "log_level": [f"{_HERE}::test_log_level_and_access_log_decide_what_is_logged"],
     "access_log": [f"{_HERE}::test_log_level_and_access_log_decide_what_is_logged"],
     "root_path": [f"{_HERE}::test_root_path_is_the_prefix_in_the_openapi_servers"],
@@ -218,3 +219,29 @@ def test_shutdown_timeout_seconds_cancels_a_request_still_running() -> None:
             assert server.process.wait(timeout=12) == 0, server.output()
         log = server.output()
     assert "Cancel 1 running task(s), timeout graceful shutdown exceeded" in log, log
+
+
+def test_grpc_port_is_where_every_worker_serves_grpc() -> None:
+    # Imported here: only this test of the file needs gRPC.
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    port = free_port(OTHER_LOOPBACK)
+    env = {"DIGITS_WORKERS": "2", "DIGITS_GRPC_PORT": str(port), "DIGITS_LOG_LEVEL": "info"}
+    with _server(env) as server:
+        # Each worker listens on the port itself (SO_REUSEPORT), on `host` only.
+        listening = [line for line in server.output().splitlines() if "gRPC Open" in line]
+        assert len(listening) == 2, server.output()
+        for address, status in [(OTHER_LOOPBACK, None), ("127.0.0.1", "refused")]:
+            with grpc.insecure_channel(f"{address}:{port}") as channel:
+                check = health_pb2_grpc.HealthStub(channel).Check
+                try:
+                    answer = check(health_pb2.HealthCheckRequest(), timeout=5).status
+                except grpc.RpcError as error:
+                    assert status == "refused", error
+                    assert error.code() == grpc.StatusCode.UNAVAILABLE
+                else:
+                    assert status is None and answer == health_pb2.HealthCheckResponse.SERVING
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=60) == 0, server.output()
+        assert server.output().count("gRPC server stopped") == 2
