@@ -43,7 +43,9 @@ class Peer:
 
 
 BENTOML = Peer("bentoml", ("bentoml>=1.4,<1.5", *COMMON), "bentoml")
-MLSERVER = Peer("mlserver", ("mlserver>=1.7,<1.8", *COMMON), "mlserver")
+# uvloop 0.22 broke MLServer 1.7's inference workers (asyncio.get_event_loop() in a fresh
+# process raises; SeldonIO/MLServer#2286, open, fixed by the unmerged PR #2285).
+MLSERVER = Peer("mlserver", ("mlserver>=1.7,<1.8", "uvloop<0.22", *COMMON), "mlserver")
 LITSERVE = Peer("litserve", ("litserve>=0.2.19,<0.3", *COMMON), "litserve")
 PEERS = (BENTOML, MLSERVER, LITSERVE)
 

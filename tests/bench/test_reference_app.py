@@ -27,9 +27,10 @@ def test_validates_requests_as_the_service_does() -> None:
     ok = client.post("/v1/predict", content=digits_body(mnist_pngs(1)), headers=json)
     assert ok.status_code == 200
     # ...and the schema's rules apply: no images, a misspelt field, top_k out of range.
-    for bad in (
+    refused: list[dict[str, object]] = [
         {"images": []},
         {"images": [{"data": "x"}], "topk": 1},
         {"images": [{"data": "x"}], "top_k": 11},
-    ):
+    ]
+    for bad in refused:
         assert client.post("/v1/predict", json=bad).status_code == 422
