@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -89,7 +88,8 @@ def _peers(model: Path) -> list[Contender]:
     common = {"BENCH_MODEL": str(model), "BENCH_WORKERS": workers, "PYTHONPATH": str(REPO_ROOT)}
     # MLServer finds models under a folder, else from MLSERVER_MODEL_* (our case): an
     # empty folder keeps it from searching the repository for model-settings.json.
-    empty = Path(tempfile.mkdtemp(prefix="bench-mlserver-"))
+    empty = peer.MLSERVER.venv / "models"
+    empty.mkdir(exist_ok=True)
     mlserver_env = {
         **common,
         "MLSERVER_HOST": HOST,
