@@ -11,7 +11,7 @@ help:
 	@echo "make serve   start the service on the committed model (serve extra only)"
 	@echo "make test    run the test suite"
 	@echo "make lint    ruff check, ruff format --check, mypy"
-	@echo "make bench   benchmarks vs the floor, the seed's way and BentoML (BENCH_ARGS=--quick)"
+	@echo "make bench   benchmarks vs the floor, a bare FastAPI app and the peers (BENCH_ARGS=--quick)"
 	@echo "make train   retrain into models/ (DIGITS_MNIST_DATA=folder, else the Keras download)"
 	@echo "make openapi regenerate openapi.json and openapi.md from the app"
 	@echo "make protos  regenerate the gRPC messages in service/grpc/proto"
@@ -40,8 +40,9 @@ test: $(VENV)/.all
 	$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$status
 
-# Scripts, not tests: writes bench/results/latest.{md,png,json}. Under 10 minutes
-# (the first run also creates bench/.venv-bentoml for the BentoML peer).
+# Scripts, not tests: writes bench/results/latest.{md,png,json}. Under 10 minutes; the
+# first run also creates the peers' venvs (bench/.venv-{bentoml,mlserver,litserve}), timed
+# apart (`python -m bench.peer` creates them alone).
 bench: $(VENV)/.all
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 

@@ -46,5 +46,17 @@ def digits_body(images: list[bytes]) -> bytes:
 
 
 def peer_body(images: list[bytes]) -> bytes:
-    """The BentoML peer's body: its API takes `images`, a list of base64 strings."""
+    """The BentoML and LitServe peers' body: `images`, a list of base64 strings."""
     return orjson.dumps({"images": [b64(image) for image in images]})
+
+
+def v2_body(images: list[bytes]) -> bytes:
+    """An Open Inference Protocol (V2) request: one BYTES tensor of N base64 images."""
+    tensor = {
+        "name": "images",
+        "shape": [len(images)],
+        "datatype": "BYTES",
+        "parameters": {"content_type": "base64"},
+        "data": [b64(image) for image in images],
+    }
+    return orjson.dumps({"inputs": [tensor]})

@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from bench.targets import PEER_TITLES, peer_table, targets
+
 
 def write_report(results: dict[str, Any], out: Path) -> str:
     markdown = render_markdown(results)
@@ -26,56 +28,9 @@ def _fmt(value: object, digits: int = 1) -> str:
     return "–" if value is None else str(value)
 
 
-def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
-    """(what, measured, target, met) for the headline goals that this run measured."""
-    http = results.get("http", {})
-    ours = http.get("digits")
-    if not ours:
-        return []
-    served = results["served_model"]
-    floor256 = results["floor"][served]["256"]["images_per_s"]
-    rows: list[tuple[str, str, str, bool | None]] = []
-    c1 = ours["single"]["1"]["p50_ms"]
-    rows.append(("HTTP single image p50 at c=1", f"{c1:.2f} ms", "≤ 1.0 ms", c1 <= 1.0))
-    batch256 = ours["batch"].get("256", {}).get("images_per_s")
-    if batch256:
-        share = batch256 / floor256
-        rows.append(("HTTP batch 256 vs floor", f"{share:.0%}", "≥ 60 %", share >= 0.6))
-    c64 = ours["single"]["64"]
-    rows.append(
-        (
-            "c=64 throughput, zero errors",
-            f"{c64['throughput']:,.0f} req/s, {c64['errors']} errors",
-            "≥ 2,500 req/s",
-            c64["throughput"] >= 2500 and c64["errors"] == 0,
-        )
-    )
-    rows.append(
-        (
-            "ready after start",
-            f"{ours['ready_seconds']:.2f} s",
-            "≤ 1.0 s",
-            ours["ready_seconds"] <= 1.0,
-        )
-    )
-    per_process = ours["rss_idle_mb"] / max(1, ours["processes"])
-    rows.append(("RSS idle per process", f"{per_process:.0f} MB", "≤ 100 MB", per_process <= 100))
-    if "seed" in http:
-        ratio = c64["throughput"] / max(http["seed"]["single"]["64"]["throughput"], 1e-9)
-        rows.append(("c=64 throughput vs the seed's way", f"{ratio:,.0f}×", "≥ 200×", ratio >= 200))
-    if "bentoml" in http:
-        peer = http["bentoml"]["single"]
-        ratio = c64["throughput"] / max(peer["64"]["throughput"], 1e-9)
-        rows.append(("c=64 throughput vs BentoML", f"{ratio:.1f}×", "≥ 2×", ratio >= 2))
-        rows.append(
-            (
-                "c=1 p50 vs BentoML",
-                f"{c1:.2f} vs {peer['1']['p50_ms']:.2f} ms",
-                "lower",
-                c1 < peer["1"]["p50_ms"],
-            )
-        )
-    return rows
+def _venvs(results: dict[str, Any]) -> str:
+    seconds = results.get("venv_seconds") or 0
+    return f", not counting {seconds:.0f} s creating peers' venvs" if seconds else ""
 
 
 def render_markdown(results: dict[str, Any]) -> str:
@@ -83,13 +38,20 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Run {machine['date']} on {machine['cores']} × {machine['cpu']}, Python "
         f"{machine['python']}; load average at start {machine['load_average_at_start']}; "
-        f"{results.get('seconds', '?')} s in all{' (--quick)' if results.get('quick') else ''}. "
+        f"at end {results.get('load_average_at_end', '?')}; "
+        f"{results.get('seconds', '?')} s in all{' (--quick)' if results.get('quick') else ''}"
+        f"{_venvs(results)}. "
         f"Load generator: {machine['load_generator']}, on the same cores. "
         f"Served model: `{results['served_model']}`.",
         "",
     ]
     rows = targets(results)
     if rows:
+        lines += [
+            "**Targets** (issue 14: digits with default settings; ratios to this run's "
+            "reference app and floor)",
+            "",
+        ]
         lines += ["| goal | measured | target | met |", "|---|---|---|---|"]
         for what, measured, target, met in rows:
             lines.append(f"| {what} | {measured} | {target} | {'yes' if met else '**no**'} |")
@@ -140,21 +102,33 @@ def render_markdown(results: dict[str, Any]) -> str:
                 )
         lines += ["", "**Start-up and memory**", ""]
         lines += [
-            "| server | processes | ready s | RSS idle MB | RSS under load MB |",
-            "|---|---:|---:|---:|---:|",
+            "| server | processes | ready s | RSS idle MB | largest process MB "
+            "| RSS under load MB |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         for name, figures in http.items():
             lines.append(
                 f"| {name} | {figures['processes']} | {_fmt(figures['ready_seconds'], 2)} | "
-                f"{_fmt(figures['rss_idle_mb'])} | {_fmt(figures.get('rss_load_mb'))} |"
+                f"{_fmt(figures['rss_idle_mb'])} | {_fmt(figures.get('rss_idle_largest_mb'))} | "
+                f"{_fmt(figures.get('rss_load_mb'))} |"
             )
-    if "bentoml" in results:
-        peer = results["bentoml"]
+    peers = peer_table(results)
+    if peers:
         lines += [
             "",
-            f"BentoML {peer['version']} (venv created in "
-            f"{peer['venv_created_seconds']} s; 0 = cached).",
+            "**Peers** (the same preprocessing and images; the frameworks run the same "
+            ".tflite, the seed's way the Keras .h5; in brackets how many times better "
+            "digits is, bold when it is behind)",
+            "",
         ]
+        lines += peers
+    versions = [
+        f"{PEER_TITLES.get(name, name)} {peer['version']} (venv created in "
+        f"{peer['venv_created_seconds']} s; 0 = cached)"
+        for name, peer in results.get("peers", {}).items()
+    ]
+    if versions:
+        lines += ["", "Peers' versions: " + ", ".join(versions) + "."]
     return "\n".join(lines) + "\n"
 
 

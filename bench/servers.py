@@ -43,6 +43,10 @@ class Server:
         """Resident memory of the server and all its descendants, in MB."""
         return round(sum(_rss_kb(pid) for pid in _tree(self.process.pid)) / 1024, 1)
 
+    def largest_process_mb(self) -> float:
+        """Resident memory of the server's largest single process, in MB."""
+        return round(max(_rss_kb(pid) for pid in _tree(self.process.pid)) / 1024, 1)
+
     def processes(self) -> int:
         return len(_tree(self.process.pid))
 
