@@ -123,13 +123,11 @@ async def _run(
     return _summarize(concurrency, latencies, errors, seconds, cpu, first_error)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
-    parser.add_argument("--workers", type=int, default=0, help="DIGITS_WORKERS (0: per core)")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64])
-    options = parser.parse_args(argv)
-
+def measure_grpc(
+    seconds: float, concurrencies: Sequence[int] = (1, 64), workers: int = 0
+) -> dict[str, dict[str, dict[str, object]]]:
+    """gRPC ModelInfer beside REST `/v2` infer on one digits server (default settings plus
+    DIGITS_GRPC_PORT), one 28×28 PNG per call, each for `seconds` per concurrency level."""
     card = ModelCard.load(Settings().model_card_path())
     pngs = mnist_pngs(64)
     grpc_payloads = [infer_request_bytes(card.name, png) for png in pngs]
@@ -143,31 +141,43 @@ def main(argv: list[str] | None = None) -> int:
     http_port, grpc_port = free_port(), free_port()
     env = {
         "DIGITS_HOST": HOST, "DIGITS_PORT": str(http_port), "DIGITS_GRPC_PORT": str(grpc_port),
-        "DIGITS_WORKERS": str(options.workers), "DIGITS_ACCESS_LOG": "false",
+        "DIGITS_WORKERS": str(workers), "DIGITS_ACCESS_LOG": "false",
         "DIGITS_LOG_LEVEL": "warning",
     }  # fmt: skip
-    results: dict[str, dict[int, LoadResult]] = {"grpc": {}, "rest_v2": {}}
+    results: dict[str, dict[str, dict[str, object]]] = {"grpc": {}, "rest_v2": {}}
     with running("digits-grpc", [sys.executable, "-m", "service"], http_port, env=env):
         path = f"/v2/models/{card.name}/infer"
         rest = [post_request(HOST, http_port, path, body) for body in rest_bodies]
-        for concurrency in options.concurrency:
-            budget = {"requests": 10**9, "time_limit": options.seconds}
-            results["grpc"][concurrency] = run_grpc_load(
-                f"{HOST}:{grpc_port}", grpc_payloads, concurrency=concurrency, **budget
-            )
-            results["rest_v2"][concurrency] = run_load(
-                HOST, http_port, rest, concurrency=concurrency, **budget
-            )
+        for concurrency in concurrencies:
+            results["grpc"][str(concurrency)] = run_grpc_load(
+                f"{HOST}:{grpc_port}",
+                grpc_payloads,
+                concurrency=concurrency,
+                requests=10**9,
+                time_limit=seconds,
+            ).as_dict()
+            results["rest_v2"][str(concurrency)] = run_load(
+                HOST, http_port, rest, concurrency=concurrency, requests=10**9, time_limit=seconds
+            ).as_dict()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    parser.add_argument("--workers", type=int, default=0, help="DIGITS_WORKERS (0: per core)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64])
+    options = parser.parse_args(argv)
+    results = measure_grpc(options.seconds, options.concurrency, options.workers)
     print("| protocol | c | requests/s | p50 ms | p99 ms | errors | client CPU |")
     print("|---|---|---|---|---|---|---|")
     for protocol, by_concurrency in results.items():
         for c, r in by_concurrency.items():
             print(
-                f"| {protocol} | {c} | {r.throughput} | {r.p50_ms} | {r.p99_ms} | "
-                f"{r.errors} | {r.client_cpu} |"
+                f"| {protocol} | {c} | {r['throughput']} | {r['p50_ms']} | {r['p99_ms']} | "
+                f"{r['errors']} | {r['client_cpu']} |"
             )
-    document = {p: {c: r.as_dict() for c, r in rs.items()} for p, rs in results.items()}
-    print(json.dumps(document))
+    print(json.dumps(results))
     return 0
 
 

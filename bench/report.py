@@ -112,6 +112,23 @@ def render_markdown(results: dict[str, Any]) -> str:
                 f"{_fmt(figures['rss_idle_mb'])} | {_fmt(figures.get('rss_idle_largest_mb'))} | "
                 f"{_fmt(figures.get('rss_load_mb'))} |"
             )
+    grpc = results.get("grpc")
+    if grpc:
+        lines += [
+            "",
+            "**gRPC beside REST** (`/v2` infer and gRPC ModelInfer, one PNG as BYTES)",
+            "",
+        ]
+        lines += [
+            "| protocol | conc. | req/s | p50 ms | p99 ms | errors |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for protocol, by_concurrency in grpc.items():
+            for concurrency, r in by_concurrency.items():
+                lines.append(
+                    f"| {protocol} | {concurrency} | {_fmt(r['throughput'], 0)} | "
+                    f"{_fmt(r['p50_ms'], 2)} | {_fmt(r['p99_ms'], 2)} | {r['errors']} |"
+                )
     peers = peer_table(results)
     if peers:
         lines += [
