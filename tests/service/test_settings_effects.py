@@ -177,7 +177,7 @@ def test_workers_is_how_many_processes_serve_the_port() -> None:
     workers = len(os.sched_getaffinity(0)) + 1
     env = {"DIGITS_WORKERS": str(workers), "DIGITS_LOG_LEVEL": "warning"}
     with _server(env) as server:
-        assert len(_children(server.process.pid)) == workers - 1  # the parent serves too
+        assert len(_children(server.process.pid)) == workers  # the parent supervises
         assert httpx.get(server.url + "/healthz").status_code == 200
         assert _refused(server.url.replace(OTHER_LOOPBACK, "127.0.0.1") + "/healthz")
         server.process.send_signal(signal.SIGTERM)
