@@ -85,8 +85,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # lingering: read and discard
-        if self._head_timer is None and not self._in_message:
-            self._start_head_timer()  # bytes that begin the next request
+        answered = self.cycle is not None and self.cycle.response_complete
+        if self._head_timer is None and (not self._in_message or answered):
+            # Bytes that begin the next request, or the rest of a body already answered
+            # (say with 401): either must be done within the head timeout.
+            self._start_head_timer()
         # Parsed in slices, so that a head is counted as it arrives: at most what is left of
         # the limit while inside one, at most the limit otherwise.
         view = memoryview(data)

@@ -69,6 +69,19 @@ EFFECT_TESTS: dict[str, list[str]] = {
     "request_timeout_seconds": [
         "middleware/test_request_timeout.py::test_the_service_enforces_its_setting"
     ],
+    "max_header_bytes": [
+        "server/test_protocol.py::test_a_head_over_max_header_bytes_is_431_and_the_connection_closes"
+    ],
+    "header_timeout_seconds": [
+        "server/test_protocol.py::test_a_head_must_arrive_within_header_timeout_seconds"
+    ],
+    "max_connections": [
+        "server/test_protocol.py::test_connections_over_max_connections_get_503_at_once"
+    ],
+    "worker_restart_limit": [
+        "server/test_supervisor.py::"
+        "test_a_dead_worker_is_replaced_and_too_many_deaths_stop_the_server"
+    ],
     "api_key": [
         f"{_AUTH}::test_every_model_operation_needs_the_key",
         f"{_AUTH}::test_a_missing_or_wrong_key_is_401",
