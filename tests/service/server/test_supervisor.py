@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 
-from tests.subprocess_server import server_process
+from tests.subprocess_server import REPO_ROOT, server_process
 
 _LISTEN, _ESTABLISHED = "0A", "01"
 
@@ -72,15 +74,19 @@ def test_each_worker_accepts_on_its_own_socket() -> None:
         assert sorted(len(inodes) for inodes in held.values()) == [1, 1]
         assert not _socket_inodes(server.process.pid) & listeners  # the supervisor: none
 
-        clients = [httpx.Client(base_url=server.url, timeout=30) for _ in range(64)]
+        # 64 keep-alive connections, each answered once and left open.
+        connections = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(64)]
         try:
-            with ThreadPoolExecutor(16) as pool:
-                assert set(pool.map(lambda c: c.get("/healthz").status_code, clients)) == {200}
+            for connection in connections:
+                connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            for connection in connections:
+                connection.settimeout(30)
+                assert connection.recv(65536).startswith(b"HTTP/1.1 200 ")
             accepted = _server_sockets(server.port, _ESTABLISHED)
             split = [len(_socket_inodes(pid) & accepted) for pid in workers]
         finally:
-            for client in clients:
-                client.close()
+            for connection in connections:
+                connection.close()
     # The kernel hashes connections over the two sockets: 64 on one alone has p = 2^-63.
     assert sum(split) == 64 and min(split) >= 1, split
 
@@ -140,3 +146,25 @@ def test_sighup_is_ignored_and_a_group_sigterm_drains_each_worker_once() -> None
         assert time.monotonic() - signalled >= drain * 0.9
         log = server.output()
     assert log.count("shutdown signal: draining") == len(workers), log
+
+
+def test_a_port_another_server_listens_on_is_not_shared() -> None:
+    # SO_REUSEPORT lets sockets of the same user share a port: without a check first, a
+    # second server started by mistake on the same port would take half its connections.
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_")}
+        env.update(DIGITS_WORKERS="2", DIGITS_HOST="127.0.0.1", DIGITS_PORT=str(port))
+        result = subprocess.run(
+            [sys.executable, "-m", "service"],
+            env=env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
