@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from service.runtime.recognizer import Recognizer
 
 PROG = "digits"
+logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +61,7 @@ def _serve(settings: Settings) -> int:
         port = workers.claim_port(settings.host, settings.port)
     except OSError as error:
         return _fail(f"cannot listen on {settings.host}:{settings.port}: {error.strerror}")
+    logger.info("listening on %s:%d with %d worker processes", settings.host, port, count)
 
     def run_worker(sock: socket.socket) -> int:
         served = recognizer
