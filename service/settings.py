@@ -125,6 +125,23 @@ class Settings(BaseSettings):
     """A request that has not started its response after this long gets 504 (408 if the
     client is still sending the body)."""
 
+    max_header_bytes: int = Field(default=16384, ge=1024, le=1024 * 1024)
+    """Largest request head (request line and headers), in bytes; a bigger one gets 431
+    and its connection is closed."""
+
+    header_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    """A connection must send a complete request head within this long of connecting, and of
+    the first byte of each later request: else it gets 408 (or, if it sent nothing, is
+    closed). Idle keep-alive connections are closed after 5 s."""
+
+    max_connections: int = Field(default=1000, ge=1, le=100_000)
+    """Most open connections per worker process; one more gets 503 with `Retry-After`, as
+    soon as it is accepted, and is closed. Keep it below the open-files limit (`ulimit -n`)."""
+
+    worker_restart_limit: int = Field(default=5, ge=0, le=100)
+    """Worker processes that may die (and are replaced) within 60 s; one more, and the server
+    stops, draining the others, with exit status 1 so that the orchestrator restarts it."""
+
     api_key: SecretStr | None = None
     """When set, `/v1/*` and `/v2/*` need `Authorization: Bearer <key>` or `X-API-Key: <key>`
     (401 otherwise); health checks, metrics, docs and the web page stay open. Set but empty

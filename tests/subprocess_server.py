@@ -49,9 +49,11 @@ def server_process(
     cwd: Path = REPO_ROOT,
     ready_timeout: float = 90,
     host: str = "127.0.0.1",
+    new_session: bool = False,
 ) -> Iterator[ServerProcess]:
     """Start the server on `host` (a loopback address), wait for `/readyz` 200, yield it;
-    stop it (SIGTERM, then SIGKILL) if it is still running."""
+    stop it (SIGTERM, then SIGKILL) if it is still running. With `new_session`, it leads
+    a process group of its own, which a test may signal as a whole (`os.killpg`)."""
     port = free_port(host)
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_")}
     # No drain by default: nothing routes traffic here, so stopping need not wait for it.
@@ -62,7 +64,12 @@ def server_process(
         log = Path(folder) / "server.log"
         with log.open("wb") as sink:
             process = subprocess.Popen(
-                list(command), env=full_env, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT
+                list(command),
+                env=full_env,
+                cwd=cwd,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=new_session,
             )
         server = ServerProcess(process, port, log, host)
         try:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
+import socket
 import sys
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -18,7 +19,11 @@ from service.errors import ModelLoadError
 from service.server import workers
 from service.settings import Settings
 
+if TYPE_CHECKING:
+    from service.runtime.recognizer import Recognizer
+
 PROG = "digits"
+logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,65 +43,76 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(settings: Settings) -> int:
     # Imported late so that `--help` and settings errors stay instant.
-    from service.app import create_app
     from service.middleware.metrics import InferenceMetrics
     from service.runtime.recognizer import Recognizer
-    from service.server.shutdown import Companion, serve
+    from service.server.supervisor import Supervisor
 
     recognizer = Recognizer(settings, observer=InferenceMetrics())
     try:
         recognizer.load()
     except ModelLoadError as error:
         return _fail(str(error))
-    # One server process per core, forked once the model is verified (service/workers.py).
     count = workers.worker_count(settings.workers)
-    listen: dict[str, int] = {}
-    children: list[int] = []
-    if count > 1:
-        try:
-            listener = workers.bind_listener(settings.host, settings.port)
-        except OSError as error:
-            return _fail(f"cannot listen on {settings.host}:{settings.port}: {error.strerror}")
-        # Detached: each process's server closes its copy when its drain ends, so the port
-        # refuses connections instead of queueing them for no one (service/shutdown.py).
-        listen["fd"] = listener.detach()
-        children = workers.fork_workers(count)
-        if settings.interpreter_threads > 1 and not children:
-            # The parent's interpreters' threads did not fork.
-            recognizer = Recognizer(settings, observer=InferenceMetrics())
-            recognizer.load()
-        if children:  # the parent
-            workers.reap_children_as_they_die(children)
+    if count == 1:
+        _run_server(settings, recognizer, shared=False, host=settings.host, port=settings.port)
+        return 0
+    # One server process per core, forked once the model is verified (server/workers.py).
+    try:
+        port = workers.claim_port(settings.host, settings.port)
+    except OSError as error:
+        return _fail(f"cannot listen on {settings.host}:{settings.port}: {error.strerror}")
+    logger.info("listening on %s:%d with %d worker processes", settings.host, port, count)
+
+    def run_worker(sock: socket.socket) -> int:
+        served = recognizer
+        if settings.interpreter_threads > 1:  # the parent's interpreters' threads did not fork
+            served = Recognizer(settings, observer=InferenceMetrics())
+            served.load()
+        _run_server(settings, served, shared=True, sockets=[sock])
+        return 0
+
+    return Supervisor(
+        count,
+        lambda: workers.worker_socket(settings.host, port),
+        run_worker,
+        restart_limit=settings.worker_restart_limit,
+        stop_timeout=settings.drain_seconds + settings.shutdown_timeout_seconds + 5,
+    ).run()
+
+
+def _run_server(settings: Settings, recognizer: Recognizer, *, shared: bool, **listen: Any) -> None:
+    """One server process: HTTP on `listen`, and gRPC when configured (its port `shared` by
+    the workers with SO_REUSEPORT, like their HTTP sockets)."""
+    from service.app import create_app
+    from service.server.protocol import ConnectionLimits
+    from service.server.shutdown import Companion, serve
 
     companions: list[Companion] = []
     if settings.grpc_port:
-        # Imported only now, after the fork: gRPC's threads must not be started before it.
+        # Imported only now, in the worker: gRPC's threads must not be started before a fork.
         from service.grpc.server import GrpcServer
 
-        companions.append(GrpcServer(settings, recognizer, share_port=count > 1))
+        companions.append(GrpcServer(settings, recognizer, share_port=shared))
 
-    def on_drain() -> None:
-        recognizer.start_draining()
-        workers.forward_signal(children, signal.SIGTERM)
-
+    limits = ConnectionLimits(
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout_seconds=settings.header_timeout_seconds,
+        max_connections=settings.max_connections,
+    )
     # SIGTERM drains (readiness 503, still serving), then shuts down gracefully, exit 0.
     serve(
         create_app(settings, recognizer),
         drain_seconds=settings.drain_seconds,
         shutdown_timeout_seconds=settings.shutdown_timeout_seconds,
-        on_drain=on_drain,
+        on_drain=recognizer.start_draining,
+        limits=limits,
         companions=companions,  # the gRPC server, if any
-        **listen,
-        host=settings.host,
-        port=settings.port,
         log_level=settings.log_level,
         access_log=settings.access_log,
         # The server, not the app, owns the proxy prefix (FastAPI deprecated its own).
         root_path=settings.root_path,
+        **listen,
     )
-    wait = settings.drain_seconds + settings.shutdown_timeout_seconds + 5
-    workers.stop_children(children, timeout=wait)
-    return 0
 
 
 def _parse_arguments(argv: list[str] | None) -> None:

@@ -14,6 +14,10 @@ on the first SIGTERM this server:
    which an orchestrator would count as a crash.
 
 A second SIGTERM skips the rest of the drain; SIGINT (Ctrl-C) behaves as in uvicorn.
+SIGHUP is logged and ignored: settings and the model are read once, at start, so there is
+nothing to reload (restart the server to change them). A worker whose supervisor died
+(`PARENT_GONE_SIGNAL`, see workers.py) drains as on its first SIGTERM, and never cuts a
+drain under way short.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import Callable, Sequence
 from types import FrameType
@@ -29,6 +32,9 @@ from typing import Any, Protocol
 
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.server.protocol import KEEP_ALIVE_SECONDS, ConnectionLimits, protocol_class
+from service.server.workers import PARENT_GONE_SIGNAL
 
 logger = logging.getLogger(__name__)
 
@@ -67,19 +73,27 @@ class DrainingServer(uvicorn.Server):
 
     async def serve(self, sockets: list[Any] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
-        for companion in self.companions:
-            await companion.start()
+        hangup = signal.signal(signal.SIGHUP, _log_hangup)
+        parent_gone = signal.signal(PARENT_GONE_SIGNAL, self.handle_exit)
         try:
+            for companion in self.companions:
+                await companion.start()
             await super().serve(sockets)
-        finally:  # stopped already in `shutdown`, unless uvicorn never started
-            await self._stop_companions()
+        finally:
+            await self._stop_companions()  # stopped already in `shutdown`, unless never started
+            signal.signal(signal.SIGHUP, hangup)
+            signal.signal(PARENT_GONE_SIGNAL, parent_gone)
 
     async def _stop_companions(self) -> None:
         grace = float(self.config.timeout_graceful_shutdown or 0)
         await asyncio.gather(*(companion.stop(grace) for companion in self.companions))
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if sig != signal.SIGTERM:
+        if sig == PARENT_GONE_SIGNAL:
+            if self.draining or self.should_exit:
+                return  # already on its way out: the supervisor's end changes nothing
+            logger.warning("the supervisor process is gone: draining and exiting")
+        elif sig != signal.SIGTERM:
             super().handle_exit(sig, frame)
             return
         # Not recorded in uvicorn's captured signals: it would re-raise SIGTERM after the
@@ -92,7 +106,7 @@ class DrainingServer(uvicorn.Server):
         self.on_drain()
         for companion in self.companions:
             companion.drain()
-        logger.info("SIGTERM: draining for %g s before shutting down", self.drain_seconds)
+        logger.info("shutdown signal: draining for %g s before shutting down", self.drain_seconds)
         # This runs in a signal handler: call_soon_threadsafe is the loop's safe way in.
         self._loop.call_soon_threadsafe(self._loop.call_later, self.drain_seconds, self._end_drain)
 
@@ -105,12 +119,10 @@ class DrainingServer(uvicorn.Server):
         stopping = asyncio.ensure_future(self._stop_companions())
         for server in self.servers:
             server.close()
-        # Given an inherited listening fd (pre-fork workers), uvicorn closes only its own
-        # duplicate; while any process still holds the fd, the kernel keeps completing
-        # handshakes that no one will accept, and those clients hang until exit.
-        if self.config.fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self.config.fd)
+        # A worker's own listening socket (workers.py), closed now rather than after the
+        # grace below: while it is open the kernel keeps queueing connections on it, for no one.
+        for sock in sockets or []:
+            sock.close()
         # uvicorn then closes every connection without a request under way, including one
         # accepted a moment ago whose request is still in the socket buffer: give those a
         # moment to arrive, so they are answered rather than dropped.
@@ -141,16 +153,25 @@ class CloseConnectionsWhileDraining:
         await self.app(scope, receive, send_closing)
 
 
+def _log_hangup(signum: int, frame: FrameType | None) -> None:
+    logger.warning("SIGHUP ignored: settings and the model are read at start; restart to change")
+
+
 def serve(
     app: ASGIApp,
     *,
     drain_seconds: float,
     shutdown_timeout_seconds: float,
     on_drain: Callable[[], None],
+    limits: ConnectionLimits,
+    sockets: list[Any] | None = None,
     companions: Sequence[Companion] = (),
     **uvicorn_options: Any,
 ) -> None:
-    """Run `app` with uvicorn until SIGTERM (drained) or SIGINT; returns on a clean exit."""
+    """Run `app` with uvicorn until SIGTERM (drained) or SIGINT; returns on a clean exit.
+
+    On `sockets` (a worker's own listening socket) if given, else on uvicorn's host and port.
+    """
     server: DrainingServer | None = None
 
     def is_draining() -> bool:
@@ -160,6 +181,10 @@ def serve(
         CloseConnectionsWhileDraining(app, is_draining),
         # uvicorn types it as int but only hands it to asyncio.wait_for.
         timeout_graceful_shutdown=shutdown_timeout_seconds,  # type: ignore[arg-type]
+        http=protocol_class(limits),
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        server_header=False,  # no `server: uvicorn`: nothing to tell a scanner
+        ws="none",  # no WebSocket route: an `Upgrade` request is answered as plain HTTP
         **uvicorn_options,
     )
     server = DrainingServer(
@@ -167,4 +192,4 @@ def serve(
     )
     # uvicorn re-raises SIGINT after its graceful shutdown; Ctrl-C is a normal way out.
     with contextlib.suppress(KeyboardInterrupt):
-        server.run()
+        server.run(sockets)

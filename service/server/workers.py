@@ -1,4 +1,4 @@
-"""Pre-fork worker processes: one verified model, one listening socket, N servers.
+"""Pre-fork worker processes: one verified model, N servers, each on its own socket.
 
 Python runs one request's Python code at a time per process, so one process per core
 is what turns 2 cores into ~2× the requests/s (measured in bench/). uvicorn's own
@@ -9,15 +9,21 @@ makes every worker ready at once, shares the imported code copy-on-write, and ke
 thread yet: the model is loaded on the main thread and the interpreters run with one
 thread each (with `interpreter_threads` > 1 a child loads its own).
 
-The parent is a worker too. It forwards SIGTERM/SIGINT to the children and reaps them
-(as they die, and when its own server has stopped); children die with the parent
-(PR_SET_PDEATHSIG).
+The parent supervises and does not serve (supervisor.py): it forks the workers, relays
+signals to them, and replaces one that dies. Each worker listens on its own socket bound
+with SO_REUSEPORT to the same port, and the kernel spreads new connections evenly across
+them (one shared socket let whichever process woke first take them: 22:10 between two
+workers, issue 13); a worker that drains or dies closes its socket, so new connections go to
+the others. Each worker runs in its own session, so that signals sent to the server's
+process group (Ctrl-C, `kill -- -PGID`) reach the supervisor alone, which sends each worker
+one; a worker learns that the supervisor died from `PARENT_GONE_SIGNAL`, not from a second
+SIGTERM that would cut its drain short.
 
 Every process counts its own requests, so `/metrics` answered by one of them would see a
 fraction of the traffic. prometheus_client's multiprocess mode has each process write its
 metric values to files in one folder, and any process's scrape merges all the files: the
 server makes that folder at start-up (`metrics_folder`) and tells prometheus_client
-about a worker that died (`_reaped`), whose counts stay but which is no longer live.
+about a worker that died (`mark_dead`), whose counts stay but which is no longer live.
 """
 
 from __future__ import annotations
@@ -31,13 +37,15 @@ import shutil
 import signal
 import socket
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+# Sent to a worker by the kernel when its supervisor dies (a worker left behind would hold
+# the port for ever); distinct from SIGTERM so that it never counts as a second one.
+PARENT_GONE_SIGNAL = signal.SIGUSR1
 # prometheus_client reads it when imported, to choose where metric values live.
 METRICS_FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 _PRIVATE_PREFIX = "digits-metrics-"
@@ -106,81 +114,46 @@ def worker_count(setting: int) -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def bind_listener(host: str, port: int, backlog: int = 2048) -> socket.socket:
-    """A listening TCP socket, inheritable by forked workers (uvicorn takes it by `fd`)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+def claim_port(host: str, port: int) -> int:
+    """Check that nothing listens on `host`:`port`, and return the port (the one the kernel
+    chose if `port` is 0). SO_REUSEPORT would otherwise share the port, in silence, with
+    another server of the same user that listens there already."""
+    with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+        chosen: int = probe.getsockname()[1]
+        return chosen
+
+
+def worker_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to `host`:`port` with SO_REUSEPORT, for one worker. Not yet
+    listening: uvicorn listens once the worker's app has started, so the kernel sends it
+    no connection before."""
+    sock = socket.socket(_family(host), socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # uvicorn reopens an `fd` as a Unix socket, so the event loop does not set
-    # TCP_NODELAY on accepted connections as it does for TCP; Linux copies it from the
-    # listener instead. Without it, Nagle + delayed ACKs add ~40 ms to every response.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
-    sock.listen(backlog)
-    sock.set_inheritable(True)
     return sock
 
 
-def fork_workers(count: int) -> list[int]:
-    """Fork `count` - 1 children. Returns their pids in the parent, [] in a child."""
-    children: list[int] = []
-    parent = os.getpid()
-    for _ in range(count - 1):
-        pid = os.fork()
-        if pid == 0:
-            _die_with_parent(parent)
-            return []
-        children.append(pid)
-    return children
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def stop_children(children: list[int], timeout: float) -> None:
-    """SIGTERM the children (if still running) and wait up to `timeout` s, then SIGKILL."""
-    for pid in children:
-        _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    remaining = list(children)
-    while remaining and time.monotonic() < deadline:
-        remaining = [pid for pid in remaining if not _reaped(pid)]
-        if remaining:
-            time.sleep(0.05)
-    for pid in remaining:
-        logger.warning("worker %d did not stop in %.0f s: killing it", pid, timeout)
-        _signal(pid, signal.SIGKILL)
-        _reaped(pid, block=True)
+def become_worker(parent: int) -> None:
+    """In a freshly forked worker: its own session, and told when the supervisor dies."""
+    os.setsid()
+    _die_with_parent(parent)
 
 
-def reap_children_as_they_die(children: list[int]) -> None:
-    """In the parent: reap a child as soon as it dies, so that it stops being counted live.
-
-    Workers are not replaced: the others take its share of the traffic.
-    """
-
-    def on_child_exit(signum: int, frame: object) -> None:
-        for pid in children:
-            _reaped(pid)
-
-    signal.signal(signal.SIGCHLD, on_child_exit)
-    on_child_exit(signal.SIGCHLD, None)  # one that died before the handler was set
-
-
-def forward_signal(children: list[int], sig: int) -> None:
-    for pid in children:
-        _signal(pid, sig)
-
-
-def _signal(pid: int, sig: int) -> None:
+def signal_quietly(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
 
 
-def _reaped(pid: int, *, block: bool = False) -> bool:
-    try:
-        done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
-    except ChildProcessError:
-        return True  # reaped already
-    if done != pid:
-        return False
+def mark_dead(pid: int) -> None:
+    """Tell prometheus_client that worker `pid` has been reaped."""
     folder = os.environ.get(METRICS_FOLDER_VARIABLE)
     if folder:
         # Imported here: prometheus_client must not be imported before the folder is set.
@@ -188,17 +161,15 @@ def _reaped(pid: int, *, block: bool = False) -> bool:
 
         # Its counters stay (they must never fall); its live gauges go.
         multiprocess.mark_process_dead(pid, folder)
-    return True
 
 
 def _die_with_parent(parent: int) -> None:
-    # A worker left behind by a parent killed with SIGKILL would hold the port forever.
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(_PR_SET_PDEATHSIG, PARENT_GONE_SIGNAL)
     except (OSError, AttributeError):  # pragma: no cover - not Linux
         pass
     # On a busy machine the parent can be killed before the child first runs: the signal
     # is then never sent (seen once, a worker serving on for minutes).
     if os.getppid() != parent:
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), PARENT_GONE_SIGNAL)

@@ -70,6 +70,19 @@ EFFECT_TESTS: dict[str, list[str]] = {
     "request_timeout_seconds": [
         "middleware/test_request_timeout.py::test_the_service_enforces_its_setting"
     ],
+    "max_header_bytes": [
+        "server/test_protocol.py::test_a_head_over_max_header_bytes_is_431_and_the_connection_closes"
+    ],
+    "header_timeout_seconds": [
+        "server/test_protocol.py::test_a_head_must_arrive_within_header_timeout_seconds"
+    ],
+    "max_connections": [
+        "server/test_protocol.py::test_connections_over_max_connections_get_503_at_once"
+    ],
+    "worker_restart_limit": [
+        "server/test_supervisor.py::"
+        "test_a_dead_worker_is_replaced_and_too_many_deaths_stop_the_server"
+    ],
     "api_key": [
         f"{_AUTH}::test_every_model_operation_needs_the_key",
         f"{_AUTH}::test_a_missing_or_wrong_key_is_401",
@@ -178,7 +191,7 @@ def test_workers_is_how_many_processes_serve_the_port() -> None:
     workers = len(os.sched_getaffinity(0)) + 1
     env = {"DIGITS_WORKERS": str(workers), "DIGITS_LOG_LEVEL": "warning"}
     with _server(env) as server:
-        assert len(_children(server.process.pid)) == workers - 1  # the parent serves too
+        assert len(_children(server.process.pid)) == workers  # the parent supervises
         assert httpx.get(server.url + "/healthz").status_code == 200
         assert _refused(server.url.replace(OTHER_LOOPBACK, "127.0.0.1") + "/healthz")
         server.process.send_signal(signal.SIGTERM)
