@@ -29,6 +29,7 @@ from tests.subprocess_server import ServerProcess, server_process
 
 _STARTUP, _ERRORS, _AUTH = "server/test_startup.py", "web/test_errors.py", "middleware/test_auth.py"
 _PREDICTOR, _HERE = "runtime/test_recognizer.py", "test_settings_effects.py"
+_SHEDDING = "middleware/test_load_shedding.py"
 
 # Setting → tests (in tests/service/<file>::<function>) that fail if it is ignored.
 EFFECT_TESTS: dict[str, list[str]] = {
@@ -68,6 +69,11 @@ EFFECT_TESTS: dict[str, list[str]] = {
     ],
     "request_timeout_seconds": [
         "middleware/test_request_timeout.py::test_the_service_enforces_its_setting"
+    ],
+    "max_queued_images": [
+        f"{_SHEDDING}::test_a_saturated_worker_sheds_every_prediction_before_reading_it",
+        f"{_SHEDDING}::test_a_request_that_would_pass_the_bound_is_shed_once_its_images_are_counted",
+        f"{_SHEDDING}::test_zero_means_no_bound",
     ],
     "api_key": [
         f"{_AUTH}::test_every_model_operation_needs_the_key",
