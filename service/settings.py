@@ -121,11 +121,11 @@ class Settings(BaseSettings):
     """A request that has not started its response after this long gets 504 (408 if the
     client is still sending the body)."""
 
-    max_queued_images: int = Field(default=1024, ge=0)
+    max_queued_images: int = Field(default=512, ge=0)
     """Most images one worker process takes on at once (decoding, queued or running); a
     prediction request past it gets 503 `overloaded` with `Retry-After` before any image is
-    decoded (a request is always taken when the worker is idle). 1024 is ~0.6 s of 28×28
-    PNGs, ~3 s of 300-pixel photos on one AMD EPYC core (README); 0 means no limit."""
+    decoded (a request is always taken when the worker is idle). 512 is ~0.3 s of 28×28
+    PNGs, ~1.5 s of 300-pixel photos on one AMD EPYC core (README); 0 means no limit."""
 
     api_key: SecretStr | None = None
     """When set, `/v1/*` and `/v2/*` need `Authorization: Bearer <key>` or `X-API-Key: <key>`

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.runtime.admission import Admission
 from service.web.errors import error_response_for, status_of
 
-# A full queue (1024 MNIST-size images) drains in ~0.6 s on one core (README, Hardening):
+# A full queue (512 MNIST-size images) drains in ~0.3 s on one core (README, Hardening):
 # a client retrying after a second finds room, while a longer hint would idle the server.
 RETRY_AFTER_SECONDS = 1
 RETRY_AFTER = (b"retry-after", str(RETRY_AFTER_SECONDS).encode())
