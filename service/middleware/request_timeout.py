@@ -52,7 +52,10 @@ class RequestTimeout:
             if timed_out:
                 return {"type": "http.disconnect"}
             if watcher is not None:  # the app asks again after the body: share the watch
-                return await asyncio.shield(watcher)
+                message = await asyncio.shield(watcher)
+                if message["type"] != "http.disconnect":
+                    watcher = None  # handed over once; the next receive is the server's again
+                return message
             # Still waiting for the client when the deadline hits: its fault, not ours.
             reading = True
             try:
@@ -95,8 +98,11 @@ class RequestTimeout:
         if watcher is not None:
             watcher.cancel()
         if client_gone.is_set():
-            return  # nobody to answer
-        if reading:
+            # Nobody reads this answer (the server drops it), but the metrics and the access
+            # log record the request as the client's doing: nginx's 499, not a 500.
+            status, code = 499, "client_closed_request"
+            message = "the client closed the connection before the response"
+        elif reading:
             status, code = 408, "request_body_timeout"
             message = f"the request body was not received within {self.seconds:g} s"
         else:
@@ -108,7 +114,7 @@ class RequestTimeout:
 
 
 def _consume_outcome(task: asyncio.Future[Any]) -> None:
-    # An abandoned task's (or watch's) result or error is of no interest, but must be retrieved, or
-    # asyncio logs "exception was never retrieved" for each one.
+    # An abandoned task's (or watch's) result or error is of no interest, but must be
+    # retrieved, or asyncio logs "exception was never retrieved" for each one.
     with contextlib.suppress(asyncio.CancelledError, Exception):
         task.result()
