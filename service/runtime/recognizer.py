@@ -13,9 +13,9 @@ micro-batched (service/runtime/batcher.py), since a thread hop costs as much as 
 whole pipeline for a 28×28 PNG (measured in bench/).
 
 Work whose caller gave up (deadline, client gone) stops within one image
-(service/runtime/abandon.py).
-Each `*_async` call is counted by the process's admission control (runtime/admission.py)
-while it is in flight, and refused at once when the process already has too much to do.
+(service/runtime/abandon.py). The images of each `*_async` call are counted by the
+process's admission control (service/runtime/admission.py) while they are in flight, and
+the call is refused at once when the process already has too much to do.
 """
 
 from __future__ import annotations
