@@ -19,6 +19,7 @@ from service import __version__
 from service.api.routes import STATIC_DIR
 from service.api.routes import router as v1_router
 from service.api.uploads import router as upload_router
+from service.middleware.admission import LoadShedding
 from service.middleware.auth import ApiKeyAuth
 from service.middleware.body_limit import BodySizeLimit
 from service.middleware.head import HeadAsGet
@@ -64,11 +65,13 @@ def create_app(settings: Settings | None = None, recognizer: Recognizer | None =
 
     # Each middleware added wraps the ones before it, so the last is the outermost. From
     # the outside in: metrics (every request counted, the refused ones too: 401, 413,
-    # 504), the API key (an unauthenticated request costs nothing more), the deadline,
-    # the body limit (413 before a body is read), then the routes. Outside them all, the
-    # security headers (on every answer); inside metrics, HEAD routed as GET.
+    # 503, 504), the API key (an unauthenticated request costs nothing more), load
+    # shedding (503 before a body is read), the deadline, the body limit (413 before a
+    # body is read), then the routes. Outside them all, the security headers (on every
+    # answer); inside metrics, HEAD routed as GET.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_seconds)
+    app.add_middleware(LoadShedding, admission=recognizer.admission)
     app.add_middleware(ApiKeyAuth, api_key=settings.api_key)
     app.add_middleware(HeadAsGet)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

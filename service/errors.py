@@ -47,5 +47,11 @@ class ModelNotReadyError(DigitsError):
     code = "model_not_ready"
 
 
+class OverloadedError(DigitsError):
+    """Too much work in progress: the request was refused before any of it was done."""
+
+    code = "overloaded"
+
+
 class ModelLoadError(Exception):
     """The model could not be loaded or does not match its card; ends the process at start-up."""

@@ -90,6 +90,12 @@ class Metrics:
             buckets=INFERENCE_BUCKETS,
             registry=registry,
         )
+        self.shed = Counter(
+            "digits_requests_shed",
+            "Prediction requests refused with 503 `overloaded` (load shedding), before any "
+            "of their images was decoded.",
+            registry=registry,
+        )
         self.worker_processes = Gauge(
             "digits_worker_processes",
             "Server processes answering requests, all counted in every scrape.",
@@ -144,9 +150,23 @@ class AppHistogram:
             histogram.observe(value)
 
 
+class AppCounter:
+    """Counts into the counter `attribute` of the app serving the current request."""
+
+    def __init__(self, attribute: str) -> None:
+        self.attribute = attribute
+
+    def inc(self) -> None:
+        metrics = _current.get()
+        if metrics is not None:
+            counter: Counter = getattr(metrics, self.attribute)
+            counter.inc()
+
+
 IMAGES_PER_REQUEST = AppHistogram("images")
 INFERENCE_SECONDS = AppHistogram("inference")
 QUEUE_WAIT_SECONDS = AppHistogram("queue_wait")
+REQUESTS_SHED = AppCounter("shed")
 
 
 class InferenceMetrics:
@@ -157,6 +177,9 @@ class InferenceMetrics:
 
     def queue_waited(self, seconds: float) -> None:
         QUEUE_WAIT_SECONDS.observe(seconds)
+
+    def request_shed(self) -> None:
+        REQUESTS_SHED.inc()
 
 
 class _ModelCollector:

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from service.runtime.abandon import stop_if
 from service.runtime.interpreter import LiteRTModel
 
 # Measured on the committed CNN: batching amortizes almost nothing per image, and larger
@@ -32,6 +33,9 @@ class InferenceObserver(Protocol):
     def queue_waited(self, seconds: float) -> None:
         """An image waited `seconds` for its micro-batch to start."""
 
+    def request_shed(self) -> None:
+        """A request was refused: too many images in flight (runtime/admission.py)."""
+
 
 class InterpreterPool:
     def __init__(self, observer: InferenceObserver | None = None) -> None:
@@ -47,11 +51,12 @@ class InterpreterPool:
         for interpreter in interpreters[1:]:
             self._queue.put(interpreter)
 
-    def classify(self, pixels: np.ndarray) -> np.ndarray:
-        """Probabilities for (N, 28, 28) pixels, on a pooled interpreter (blocks while none)."""
+    def classify(self, pixels: np.ndarray, abandoned: threading.Event | None = None) -> np.ndarray:
+        """Probabilities for (N, 28, 28) pixels, on a pooled interpreter (blocks while none);
+        stops between chunks once `abandoned` is set."""
         interpreter = self._queue.get()
         try:
-            return self._run(interpreter, pixels)
+            return self._run(interpreter, pixels, abandoned)
         finally:
             self._queue.put(interpreter)
 
@@ -75,9 +80,20 @@ class InterpreterPool:
         finally:
             self._queue.put(interpreter)
 
-    def _run(self, interpreter: LiteRTModel, pixels: np.ndarray) -> np.ndarray:
+    def _run(
+        self,
+        interpreter: LiteRTModel,
+        pixels: np.ndarray,
+        abandoned: threading.Event | None = None,
+    ) -> np.ndarray:
         started = time.perf_counter()
-        raw = interpreter.predict(pixels, batch_size=CHUNK_SIZE)
+        chunks = []
+        # Chunk by chunk (~2 ms each), so that abandoned work stops within one chunk.
+        for start in range(0, len(pixels), CHUNK_SIZE):
+            stop_if(abandoned)
+            chunk = pixels[start : start + CHUNK_SIZE]
+            chunks.append(interpreter.predict(chunk, batch_size=CHUNK_SIZE))
+        raw = np.concatenate(chunks) if len(chunks) != 1 else chunks[0]
         if self._observer is not None:
             self._observer.inference_done(time.perf_counter() - started)
         probabilities = np.clip(raw.astype(np.float64), 0.0, None)

@@ -11,6 +11,11 @@ decoding, preprocessing and inference run in worker threads, except for small si
 images (`inline_max_bytes`): those run on the loop with its own interpreter, optionally
 micro-batched (service/runtime/batcher.py), since a thread hop costs as much as the
 whole pipeline for a 28×28 PNG (measured in bench/).
+
+Work whose caller gave up (deadline, client gone) stops within one image
+(service/runtime/abandon.py). The images of each `*_async` call are counted by the
+process's admission control (service/runtime/admission.py) while they are in flight, and
+the call is refused at once when the process already has too much to do.
 """
 
 from __future__ import annotations
@@ -23,12 +28,13 @@ import threading
 from collections.abc import Callable, Sequence, Sized
 from typing import Any, Literal, NamedTuple, TypeVar
 
-import anyio.to_thread
 import numpy as np
 
 from service.errors import DigitsError, InvalidImageError, ModelLoadError, ModelNotReadyError
 from service.imaging.decode import declared_pixels
 from service.imaging.preprocess import preprocess_image
+from service.runtime.abandon import abandon_on_exit, in_thread, stop_if
+from service.runtime.admission import Admission
 from service.runtime.batcher import MicroBatcher
 from service.runtime.loader import VerifiedModel, load_verified_model
 from service.runtime.pool import InferenceObserver, InterpreterPool
@@ -68,6 +74,10 @@ class Recognizer:
         # Callers run in up to 40 worker threads; without a bound, 40 pixel-limit-sized
         # images (40 MP × 4 bytes each) could be decoded at once.
         self._decoders = threading.BoundedSemaphore(settings.decode_threads)
+        self.admission = Admission(
+            settings.max_queued_images,
+            on_refused=observer.request_shed if observer is not None else None,
+        )
         self._batcher = (
             MicroBatcher(
                 self._pool.classify_on_loop,
@@ -150,50 +160,59 @@ class Recognizer:
 
     # ------------------------------------------------------------ in the caller's thread
 
-    def classify(self, pixels: np.ndarray) -> np.ndarray:
+    def classify(self, pixels: np.ndarray, abandoned: threading.Event | None = None) -> np.ndarray:
         """(N, 28, 28) float32 in [0, 1] → (N, 10) float64 probabilities summing to 1."""
         self.model  # noqa: B018 - raises ModelNotReadyError before any interpreter is taken
-        return self._pool.classify(pixels)
+        return self._pool.classify(pixels, abandoned)
 
     def recognize(self, images: Sequence[bytes]) -> Recognition:
         """Encoded image files (PNG, JPEG, ...) → what the model saw, and its probabilities.
 
         A bad image raises a `DigitsError` whose `index` names it.
         """
-        return self._recognize_part(images, _identity, 0, len(images))
+        return self._recognize_part(images, _identity, 0, len(images), None)
 
     # ----------------------------------------------------------- from the event loop
 
     async def classify_async(self, pixels: np.ndarray) -> np.ndarray:
-        """`classify`, in a worker thread."""
+        """`classify`, in a worker thread; `OverloadedError` when too busy."""
         self.model  # noqa: B018
-        return await anyio.to_thread.run_sync(self._pool.classify, pixels)
+        abandoned = threading.Event()
+        with self.admission.admit(len(pixels)), abandon_on_exit(abandoned):
+            return await in_thread(self._pool.classify, pixels, abandoned)
 
     async def recognize_async(
         self, images: Sequence[T], read: Callable[[T], bytes] | None = None
     ) -> Recognition:
-        """`recognize`, without blocking the event loop for long.
+        """`recognize`, without blocking the event loop for long; `OverloadedError` at once
+        when the process is too busy.
 
         `read` turns each item into the file's bytes (e.g. from base64) where the image is
         decoded, in a worker thread, its errors naming the item's index like any other.
         """
         self.model  # noqa: B018
-        to_bytes: Callable[[T], bytes] = read or _identity
+        abandoned = threading.Event()
+        with self.admission.admit(len(images)), abandon_on_exit(abandoned):
+            return await self._recognize_async(images, read or _identity, abandoned)
+
+    async def _recognize_async(
+        self, images: Sequence[T], to_bytes: Callable[[T], bytes], abandoned: threading.Event
+    ) -> Recognition:
         if len(images) == 1 and len(images[0]) <= self.settings.inline_max_bytes:
             # Small as sent: read on the loop (a bad one is reported at once); decoded
             # there too unless its header declares more pixels than is cheap.
             data = self._read(0, images[0], to_bytes)
             if _cheap_to_decode(data):
                 return await self._recognize_inline(data)
-            return await anyio.to_thread.run_sync(self._recognize_part, [data], _identity, 0, 1)
+            return await in_thread(self._recognize_part, [data], _identity, 0, 1, abandoned)
         parts = _parts(len(images), self.settings.interpreters)
-        run = anyio.to_thread.run_sync
+        recognize = self._recognize_part
         if len(parts) == 1:
-            return await run(self._recognize_part, images, to_bytes, 0, len(images))
+            return await in_thread(recognize, images, to_bytes, 0, len(images), abandoned)
         # A big batch is cut into one part per interpreter, run in parallel threads: one
         # part's inference (which releases the GIL) overlaps another's decoding.
         done = await asyncio.gather(
-            *(run(self._recognize_part, images, to_bytes, *part) for part in parts),
+            *(in_thread(recognize, images, to_bytes, *part, abandoned) for part in parts),
             return_exceptions=True,
         )
         for outcome in done:  # the first failing part holds the first bad image
@@ -211,12 +230,19 @@ class Recognizer:
         return Recognition(pixels, await self._batcher.submit(pixels))
 
     def _recognize_part(
-        self, images: Sequence[T], read: Callable[[T], bytes], start: int, stop: int
+        self,
+        images: Sequence[T],
+        read: Callable[[T], bytes],
+        start: int,
+        stop: int,
+        abandoned: threading.Event | None,
     ) -> Recognition:
-        pixels = np.stack(
-            [self._preprocess(i, self._read(i, images[i], read)) for i in range(start, stop)]
-        )
-        return Recognition(pixels, self.classify(pixels))
+        seen = []
+        for i in range(start, stop):
+            stop_if(abandoned)
+            seen.append(self._preprocess(i, self._read(i, images[i], read), abandoned=abandoned))
+        pixels = np.stack(seen)
+        return Recognition(pixels, self.classify(pixels, abandoned))
 
     def _read(self, index: int, item: T, read: Callable[[T], bytes]) -> bytes:
         try:
@@ -224,10 +250,21 @@ class Recognizer:
         except DigitsError as error:
             raise error.with_index(index) from None
 
-    def _preprocess(self, index: int, data: bytes, *, bounded: bool = True) -> np.ndarray:
+    def _preprocess(
+        self,
+        index: int,
+        data: bytes,
+        *,
+        bounded: bool = True,
+        abandoned: threading.Event | None = None,
+    ) -> np.ndarray:
+        with self._decoders if bounded else contextlib.nullcontext():
+            stop_if(abandoned)  # again: waiting for a decoder may have taken a while
+            return self._preprocess_now(index, data)
+
+    def _preprocess_now(self, index: int, data: bytes) -> np.ndarray:
         try:
-            with self._decoders if bounded else contextlib.nullcontext():
-                return preprocess_image(data, max_pixels=self.settings.max_pixels)
+            return preprocess_image(data, max_pixels=self.settings.max_pixels)
         except DigitsError as error:
             raise error.with_index(index) from None
         except Exception:

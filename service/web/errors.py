@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response
 from starlette.types import Scope
 
-from service.errors import DigitsError, ModelNotReadyError
+from service.errors import DigitsError, ModelNotReadyError, OverloadedError
 
 V2_PREFIX = "/v2"
 
@@ -47,10 +47,10 @@ class NotSupportedError(HttpError):
 
 
 def status_of(error: DigitsError) -> int:
-    """The HTTP status for an error: the runtime's are the client's fault (422) but one."""
+    """The HTTP status for an error: the runtime's are the client's fault (422) but two."""
     if isinstance(error, HttpError):
         return error.status_code
-    return 503 if isinstance(error, ModelNotReadyError) else 422
+    return 503 if isinstance(error, ModelNotReadyError | OverloadedError) else 422
 
 
 class ErrorDetail(BaseModel):
@@ -77,7 +77,8 @@ ERROR_DESCRIPTIONS = {
     415: "Body is not sent as `application/json`.",
     422: "Invalid request or image; `index` names the offending image.",
     500: "Unexpected server error.",
-    503: "The model is not loaded (yet).",
+    503: "The model is not loaded (yet), or the server is overloaded (`overloaded`; retry "
+    "after `Retry-After` seconds).",
 }
 
 

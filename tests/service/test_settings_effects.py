@@ -29,6 +29,7 @@ from tests.subprocess_server import ServerProcess, free_port, server_process
 
 _STARTUP, _ERRORS, _AUTH = "server/test_startup.py", "web/test_errors.py", "middleware/test_auth.py"
 _PREDICTOR, _HERE = "runtime/test_recognizer.py", "test_settings_effects.py"
+_SHEDDING = "middleware/test_load_shedding.py"
 
 # Setting → tests (in tests/service/<file>::<function>) that fail if it is ignored.
 EFFECT_TESTS: dict[str, list[str]] = {
@@ -82,6 +83,11 @@ EFFECT_TESTS: dict[str, list[str]] = {
     "worker_restart_limit": [
         "server/test_supervisor.py::"
         "test_a_dead_worker_is_replaced_and_too_many_deaths_stop_the_server"
+    ],
+    "max_queued_images": [
+        f"{_SHEDDING}::test_a_saturated_worker_sheds_every_prediction_before_reading_it",
+        f"{_SHEDDING}::test_a_request_that_would_pass_the_bound_is_shed_once_its_images_are_counted",
+        f"{_SHEDDING}::test_zero_means_no_bound",
     ],
     "api_key": [
         f"{_AUTH}::test_every_model_operation_needs_the_key",

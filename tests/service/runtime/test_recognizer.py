@@ -54,7 +54,8 @@ def test_many_concurrent_requests_get_their_own_correct_answers(
                 in_use.discard(id(self))
 
     monkeypatch.setattr(LiteRTModel, "predict", exclusive_predict)
-    app = make_app(interpreters=2)
+    # ~600 images at once: no load shedding here, every request must get its own answer.
+    app = make_app(interpreters=2, max_queued_images=0)
 
     async def one(client: httpx.AsyncClient, request_number: int) -> None:
         # Different sizes and contents per request, so crossed wires would show.
