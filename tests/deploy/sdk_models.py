@@ -7,15 +7,19 @@ checks what `kubectl apply --dry-run=server` would on a cluster with KServe inst
 every key must be a field of its class (a typo is an error, not silently dropped), every
 value of the field's type, and each class's constructor runs its own checks (required
 fields, enumerations).
+
+The walk runs in a child process (`problems`): importing `kserve` loads its own copy of the
+Open Inference Protocol's protobuf messages (package `inference`), which clashes with
+tritonclient's copy in the test process ("duplicate symbol 'inference.ServerLiveRequest'").
 """
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from typing import Any
-
-import kserve.models
-import kubernetes.client.models
 
 _PRIMITIVES: dict[str, type | tuple[type, ...]] = {
     "str": str,
@@ -28,6 +32,20 @@ _PRIMITIVES: dict[str, type | tuple[type, ...]] = {
 # kubernetes' `List[X]`, `Dict[str, X]`.
 _LIST = re.compile(r"[Ll]ist\[(.+)\]")
 _DICT = re.compile(r"dict\((\w+), (.+)\)|Dict\[(\w+), (.+)\]")
+
+
+def problems(documents: list[Any], klass: str) -> list[str | None]:
+    """For each document, why it is not a valid `klass`, or None; one child process for all."""
+    child = subprocess.run(
+        [sys.executable, "-m", "tests.deploy.sdk_models", klass],
+        input=json.dumps(documents),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    found: list[str | None] = json.loads(child.stdout)
+    return found
 
 
 def validate(data: Any, klass: str, path: str = "$") -> None:
@@ -46,6 +64,9 @@ def validate(data: Any, klass: str, path: str = "$") -> None:
         assert isinstance(data, _PRIMITIVES[klass]), f"{path}: expected {klass}, got {data!r}"
         assert not (klass == "int" and isinstance(data, bool)), f"{path}: expected int, got bool"
         return
+    import kserve.models
+    import kubernetes.client.models
+
     model = getattr(kserve.models, klass, None) or getattr(kubernetes.client.models, klass)
     assert isinstance(data, dict), f"{path}: expected a {klass} mapping, got {data!r}"
     attribute_of = {key: attribute for attribute, key in model.attribute_map.items()}
@@ -57,3 +78,19 @@ def validate(data: Any, klass: str, path: str = "$") -> None:
         model(**{attribute_of[key]: value for key, value in data.items()})
     except ValueError as error:
         raise AssertionError(f"{path}: {klass}: {error}") from None
+
+
+def _main() -> None:
+    found: list[str | None] = []
+    for document in json.load(sys.stdin):
+        try:
+            validate(document, sys.argv[1])
+        except AssertionError as error:
+            found.append(str(error))
+        else:
+            found.append(None)
+    print(json.dumps(found))
+
+
+if __name__ == "__main__":
+    _main()

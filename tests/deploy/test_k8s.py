@@ -90,7 +90,7 @@ def test_deployment_runs_the_image_safely() -> None:
     assert security["capabilities"] == {"drop": ["ALL"]}
     for kind in ("requests", "limits"):
         assert {"cpu", "memory"} <= set(container["resources"][kind])
-    # A writable /tmp for spooled uploads, since the root filesystem is read-only.
+    # A writable /tmp for the workers' metrics files, since the root filesystem is read-only.
     assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}
 
 
