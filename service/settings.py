@@ -28,8 +28,11 @@ REMOVED_SETTINGS = {
     ),
 }
 
-# Decoded pixels (width × height) allowed per image by default: far beyond any phone photo.
-DEFAULT_MAX_PIXELS = 40_000_000
+# Decoded pixels (width × height) allowed per image by default: a digit needs far fewer,
+# but phones send photos unscaled; this fits their usual 12-megapixel pictures (4032×3024,
+# 4080×3072) and 16-megapixel ones (4608×3456). Memory per image grows with it
+# (service/imaging/decode.py: DECODE_BYTES_PER_PIXEL).
+DEFAULT_MAX_PIXELS = 16_000_000
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
@@ -63,11 +66,12 @@ class Settings(BaseSettings):
 
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
     """Largest decoded image, in pixels (width × height); bigger images, including
-    decompression bombs, are rejected with 422."""
+    decompression bombs, are rejected with 422. The default fits 16-megapixel photos; decoding
+    one image takes up to ~12.5 bytes per pixel at peak (README, Hardening)."""
 
     decode_threads: int = Field(default=4, ge=1, le=256)
-    """Most images decoded at the same time, across all requests. Bounds memory: a decoded
-    image can take up to `max_pixels` × 4 bytes before it is reduced."""
+    """Most images decoded at the same time, across all requests. Bounds memory: each may take
+    up to 13 bytes × `max_pixels` while it is decoded (README, Hardening)."""
 
     interpreters: int = Field(default=2, ge=1, le=64)
     """Number of LiteRT interpreters, i.e. inferences that can run at the same time.

@@ -13,10 +13,11 @@ nor scipy. Everything is vectorized; a clean 28×28 PNG takes a fast path.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageChops, ImageFilter
+from PIL import Image, ImageChops
 
 from service.errors import InvalidImageError
-from service.imaging.decode import DRAFT_MIN_SIDE, load_image
+from service.imaging.decode import load_image
+from service.imaging.gray import border_histogram, median, working_gray
 from service.model_card import IMAGE_SIDE
 from service.settings import DEFAULT_MAX_PIXELS
 
@@ -25,10 +26,6 @@ BOX_SIZE = 20
 # MNIST shifts by whole pixels so the centre of mass lands within ±0.5 of pixel 14
 # (measured over the whole test split), not at the geometric 13.5.
 CENTRE = 14.0
-
-# Working resolution: big images are box-reduced first so that the shorter side stays
-# at least this long; the digit is analysed there and still ends up ≥ 4× its 20-px box.
-WORK_MIN_SIDE = DRAFT_MIN_SIDE
 
 # Ink must differ from the background by at least this much (of 255) to count;
 # below it an image is "blank" (uniform, or only sensor/JPEG noise).
@@ -49,16 +46,19 @@ BACKGROUND_WINDOW = 7
 # of all ink are specks, not digit: a stroke tip at working resolution holds more.
 SPECK_MASS = 0.003
 
-_WIDE_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
-# Modes whose transparency we honour; "La"/"RGBa" are premultiplied variants.
-_ALPHA_MODES = {"LA": "LA", "La": "LA", "PA": "LA", "RGBA": "RGBA", "RGBa": "RGBA"}
 _INDEX = np.arange(MNIST_SIZE, dtype=np.float32)
 _LEVELS = np.arange(256, dtype=np.float32)
 
 
 def preprocess_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Upload bytes → float32 (28, 28) in [0, 1], white digit on black, MNIST-style."""
-    return normalize_digit(load_image(data, max_pixels=max_pixels))
+    image = load_image(data, max_pixels=max_pixels)
+    gray = working_gray(image)
+    if gray is not image:
+        # The decoded image is the one full-size buffer (up to `max_pixels` × 4 bytes):
+        # freed now rather than after the digit is analysed (service/imaging/gray.py).
+        image.close()
+    return _normalize_gray(gray)
 
 
 def normalize_digit(image: Image.Image) -> np.ndarray:
@@ -67,101 +67,19 @@ def normalize_digit(image: Image.Image) -> np.ndarray:
     Raises `InvalidImageError` when the image holds no ink (blank or uniform) or has a
     mode that cannot be read as grey levels.
     """
+    return _normalize_gray(working_gray(image))
+
+
+def _normalize_gray(gray: Image.Image) -> np.ndarray:
     # The pixel work stays in Pillow's C code on 8-bit images (convert, reduce,
     # subtract, histogram, point, getbbox, crop, resize); numpy only sees histograms,
     # a coarse background grid, the ink box and the final 20×20 digit.
-    gray = _gray_image(image)
     if gray.size == (MNIST_SIZE, MNIST_SIZE):
         pixels = _mnist_ready(gray)
         if pixels is not None:
             # Already what the model was trained on: any resampling would only blur it.
             return pixels / np.float32(255)
     return _centre_in_frame(_fit_box(_crop_to_ink(_ink_image(gray))))
-
-
-def _gray_image(image: Image.Image) -> Image.Image:
-    """An 8-bit "L" image at working size whose contrast shows the digit, with
-    transparency already resolved (either polarity is fine here)."""
-    mode = image.mode
-    try:
-        if mode in _ALPHA_MODES or ("transparency" in image.info and mode in ("P", "L", "RGB")):
-            layered = image.convert(_ALPHA_MODES.get(mode, "RGBA"))
-            alpha = layered.getchannel("A")
-            if any(alpha.histogram()[:250]):  # some pixels are really see-through
-                return _from_transparent(layered, alpha)
-            image = layered.convert("L")  # an alpha channel that is not used
-        elif mode in _WIDE_MODES:
-            return _from_wide(image)
-        elif mode == "LAB":
-            image = image.getchannel("L")  # Pillow cannot convert LAB; lightness is it
-        elif mode != "L":
-            image = image.convert("L")  # Pillow's luma, from 1, P, RGB, CMYK, YCbCr, HSV...
-        if mode in ("1", "P", "PA") and min(image.size) >= 2 * MNIST_SIZE:
-            # Bilevel and palette images of photos are usually dithered: a box mean turns
-            # the dot pattern back into grey before anything is measured (bilevel dots
-            # are coarser, so there the box grows with the image).
-            radius = max(1, round(min(image.size) / 50)) if mode == "1" else 1
-            image = image.filter(ImageFilter.BoxBlur(radius))
-        return _reduce(image)
-    except Exception as error:  # a mode Pillow cannot turn into grey levels
-        raise InvalidImageError(f"unsupported image mode {mode!r}: {error}") from error
-
-
-def _from_transparent(layered: Image.Image, alpha: Image.Image) -> Image.Image:
-    alpha = _reduce(alpha)
-    if _median(_border_histogram(alpha)) < 128:
-        # Strokes on a transparent canvas: the paint *is* the digit, whatever its
-        # colour (browsers even store transparent pixels as black), so alpha is the
-        # ink signal: light on dark, like MNIST.
-        return alpha
-    # An opaque picture with some transparent parts: show it the way a browser would,
-    # over white, and treat it as any other photo.
-    white = Image.new("RGBA", layered.size, (255, 255, 255, 255))
-    return _reduce(Image.alpha_composite(white, layered.convert("RGBA")).convert("L"))
-
-
-def _from_wide(image: Image.Image) -> Image.Image:
-    """16-bit, 32-bit integer and float images → 8-bit, by the range the values use."""
-    values = np.asarray(_reduce(image.convert("F")))
-    values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
-    top = float(values.max())
-    if image.mode == "F" and top <= 1.0:
-        scale = 255.0  # float images are usually in [0, 1]
-    elif top <= 255:
-        scale = 1.0  # 8-bit values in a wider container, as Pillow's own convert() makes
-    elif top <= 65535:
-        scale = 255 / 65535  # 16-bit data
-    else:
-        scale = 255 / top
-    scaled = np.clip(values * np.float32(scale) + np.float32(0.5), 0, 255)
-    return Image.fromarray(scaled.astype(np.uint8))
-
-
-def _reduce(image: Image.Image) -> Image.Image:
-    # Box reduction in C is cheap and anti-aliased; it keeps the work on big PNG
-    # photos and scans proportional to the working size, not the upload size.
-    factor = min(image.size) // WORK_MIN_SIDE
-    return image.reduce(factor) if factor >= 2 else image
-
-
-def _border_histogram(gray: Image.Image) -> np.ndarray:
-    """Histogram of the outer frame (5 % of the shorter side, at least 1 px), where
-    there is usually only background."""
-    width, height = gray.size
-    frame = max(1, round(min(width, height) * 0.05))
-    mask = Image.new("L", gray.size, 255)
-    if width > 2 * frame and height > 2 * frame:
-        mask.paste(0, (frame, frame, width - frame, height - frame))
-    return np.array(gray.histogram(mask), dtype=np.float32)
-
-
-def _median(histogram: np.ndarray, values: np.ndarray = _LEVELS) -> float:
-    """Median of a distribution given as counts over `values` (any order)."""
-    if values is not _LEVELS:
-        order = np.argsort(values, kind="stable")
-        histogram, values = histogram[order], values[order]
-    cumulative = np.cumsum(histogram)
-    return float(values[np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
 def _mnist_ready(gray: Image.Image) -> np.ndarray | None:
@@ -189,7 +107,7 @@ def _ink_image(gray: Image.Image) -> Image.Image:
     """
     histogram = np.array(gray.histogram(), dtype=np.float32)
     # The border median, not the mean: ink touching the edge must not shift it.
-    background = _median(_border_histogram(gray))
+    background = median(border_histogram(gray))
     present = np.flatnonzero(histogram)
     darker = background - float(present[0])
     lighter = float(present[-1]) - background
@@ -205,11 +123,11 @@ def _ink_image(gray: Image.Image) -> Image.Image:
 
     histogram = np.array(signal.histogram(), dtype=np.float32)
     peak = float(np.flatnonzero(histogram)[-1])
-    level = _median(np.where(np.greater_equal(_LEVELS, STRONG_FRACTION * peak), histogram, 0))
+    level = median(np.where(np.greater_equal(_LEVELS, STRONG_FRACTION * peak), histogram, 0))
     # What the background left behind (noise, grain, JPEG ringing) sets a floor too.
-    border = _border_histogram(signal)
-    rest = _median(border)
-    noise = rest + 3.0 * 1.4826 * _median(border, np.abs(_LEVELS - rest))
+    border = border_histogram(signal)
+    rest = median(border)
+    noise = rest + 3.0 * 1.4826 * median(border, np.abs(_LEVELS - rest))
     floor = max(NOISE_FLOOR * level, noise)
     if level - floor < MIN_CONTRAST / 2:
         raise InvalidImageError("image is blank: no digit found")

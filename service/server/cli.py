@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from service.errors import ModelLoadError
+from service.imaging import allocator
 from service.server import workers
 from service.settings import Settings
 
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if settings.log_level == "trace" else settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Before any image is decoded, so that their memory goes back to the system once freed.
+    allocator.return_big_blocks_to_the_system()
     # Before anything imports prometheus_client, which reads it then (service/workers.py).
     with workers.metrics_folder():
         return _serve(settings)

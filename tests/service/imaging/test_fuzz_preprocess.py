@@ -228,7 +228,7 @@ def test_bombs_are_refused_in_bounded_memory() -> None:
         check=True,
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    # 30k² and 8k×6k are over the default 40 MP limit; the iCCP bomb is refused by Pillow.
+    # 30k² and 8k×6k are over the default 16 MP limit; the iCCP bomb is refused by Pillow.
     assert report["outcomes"][:2] == ["ImageTooLargeError", "ImageTooLargeError"]
     assert "accepted" not in report["outcomes"]
     assert report["growth_kib"] < 64 * 1024, report
