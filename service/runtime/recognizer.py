@@ -72,7 +72,7 @@ class Recognizer:
         self._draining = False
         self._pool = InterpreterPool(observer)
         # Callers run in up to 40 worker threads; without a bound, 40 pixel-limit-sized
-        # images (40 MP × 4 bytes each) could be decoded at once.
+        # images (up to 13 bytes per pixel each while decoded) could be decoded at once.
         self._decoders = threading.BoundedSemaphore(settings.decode_threads)
         self.admission = Admission(
             settings.max_queued_images,
