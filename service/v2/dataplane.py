@@ -7,6 +7,7 @@ the same path as `/v1/predict` uploads, limits and preprocessing included.
 
 from __future__ import annotations
 
+import anyio.to_thread
 import numpy as np
 from fastapi import Response
 
@@ -20,13 +21,14 @@ from service.v2.codec import (
     OUTPUT_DATATYPES,
     EncodedImage,
     TensorError,
-    decode_images,
     encode_response,
     image_bytes,
-    read_request,
+    parse,
 )
 from service.v2.schemas import MetadataTensor, ModelMetadata, ServerMetadata
+from service.web.bounds import clip, echo
 from service.web.errors import ModelNotFoundError, UnsupportedMediaTypeError
+from service.web.json_body import INLINE_BYTES
 
 SERVER_NAME = "digits"
 EXTENSIONS = ("binary_tensor_data",)
@@ -50,10 +52,13 @@ class OpenInference:
         """The served model if it is `name` (and `version`); 404 if not, 503 while loading."""
         card = self.recognizer.model.card  # raises ModelNotReadyError while loading
         if name != card.name:
-            raise ModelNotFoundError(f"unknown model {name!r}; this server serves {card.name!r}")
+            raise ModelNotFoundError(
+                f"unknown model {echo(name)}; this server serves {card.name!r}"
+            )
         if version is not None and version != card.version:
             raise ModelNotFoundError(
-                f"model {name!r} has no version {version!r}; it serves version {card.version!r}"
+                f"model {echo(name)} has no version {echo(version)}; "
+                f"it serves version {card.version!r}"
             )
         return card
 
@@ -91,11 +96,15 @@ class OpenInference:
         info = self.model(name, version)
         if content_encoding not in (None, "", "identity"):
             raise UnsupportedMediaTypeError(
-                f"compressed requests (Content-Encoding: {content_encoding}) are not supported"
+                f"compressed requests (Content-Encoding: {clip(content_encoding)}) "
+                "are not supported"
             )
-        request, binary = read_request(body, header_length)
+        max_images = self.recognizer.settings.max_images
+        if len(body) <= INLINE_BYTES:
+            request, images = parse(body, header_length, max_images)
+        else:  # in a thread, where the body's JSON is judged in chunks between loop turns
+            request, images = await anyio.to_thread.run_sync(parse, body, header_length, max_images)
         tensor = request.inputs[0]
-        images = decode_images(tensor, binary, self.recognizer.settings.max_images)
         IMAGES_PER_REQUEST.observe(len(images))
         if isinstance(images, np.ndarray):
             probabilities = await self.recognizer.classify_async(images)
