@@ -22,7 +22,6 @@ from service.model_card import IMAGE_SIDE
 from service.v2.schemas import InferRequest, Parameters, RequestInput
 from service.web.bounds import ID_MAX_LENGTH, clip, echo
 from service.web.errors import HttpError
-from service.web.json_body import JsonBodyError, check_json_body
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 # One image per row of the batch, as the model's own (28, 28, 1), without the
@@ -56,16 +55,13 @@ Images = np.ndarray | list[EncodedImage]
 """(N, 28, 28) float32 pixels in [0, 1], or N encoded image files."""
 
 
-def parse(body: bytes, header_length: str | None, max_images: int) -> tuple[InferRequest, Images]:
-    """The request and its input tensor's images: everything that reads the body."""
-    request, binary = read_request(body, header_length, max_images)
-    return request, decode_images(request.inputs[0], binary, max_images)
+def max_json_values(max_images: int) -> int:
+    """The most JSON values a valid request of up to `max_images` images holds."""
+    return max_images * JSON_VALUES_PER_IMAGE + JSON_VALUES_OVERHEAD
 
 
-def read_request(
-    body: bytes, header_length: str | None, max_images: int
-) -> tuple[InferRequest, bytes | None]:
-    """The request, and the binary data of its input when it came as binary tensor data."""
+def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """The JSON header and the binary tensor data after it (none without a header length)."""
     header, binary = body, b""
     if header_length is not None:
         try:
@@ -75,13 +71,17 @@ def read_request(
         if not 0 <= length <= len(body):
             raise TensorError(f"{HEADER_LENGTH} is {length}, but the body has {len(body)} bytes")
         header, binary = body[:length], body[length:]
+    return header, binary
+
+
+def read_request(header: bytes | memoryview, binary: bytes) -> tuple[InferRequest, bytes | None]:
+    """The request, and the binary data of its input when it came as binary tensor data.
+
+    `header` is JSON already judged by `check_json_body` (service/web/json_body.py) against
+    `max_json_values`: no more values than a valid request holds are built here.
+    """
     try:
-        # No more values than a request of `max_images` images holds, before any is built.
-        document = orjson.loads(
-            check_json_body(header, max_images * JSON_VALUES_PER_IMAGE + JSON_VALUES_OVERHEAD)
-        )
-    except JsonBodyError as error:
-        raise TensorError(f"the inference request is refused: {error}") from None
+        document = orjson.loads(header)
     except orjson.JSONDecodeError as error:
         raise TensorError(f"the inference request is not valid JSON: {error}") from None
     try:

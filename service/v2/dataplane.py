@@ -7,7 +7,6 @@ the same path as `/v1/predict` uploads, limits and preprocessing included.
 
 from __future__ import annotations
 
-import anyio.to_thread
 import numpy as np
 from fastapi import Response
 
@@ -21,14 +20,17 @@ from service.v2.codec import (
     OUTPUT_DATATYPES,
     EncodedImage,
     TensorError,
+    decode_images,
     encode_response,
     image_bytes,
-    parse,
+    max_json_values,
+    read_request,
+    split_body,
 )
 from service.v2.schemas import MetadataTensor, ModelMetadata, ServerMetadata
 from service.web.bounds import clip, echo
 from service.web.errors import ModelNotFoundError, UnsupportedMediaTypeError
-from service.web.json_body import INLINE_BYTES
+from service.web.json_body import JsonBodyError, check_json_body_async
 
 SERVER_NAME = "digits"
 EXTENSIONS = ("binary_tensor_data",)
@@ -100,11 +102,15 @@ class OpenInference:
                 "are not supported"
             )
         max_images = self.recognizer.settings.max_images
-        if len(body) <= INLINE_BYTES:
-            request, images = parse(body, header_length, max_images)
-        else:  # in a thread, where the body's JSON is judged in chunks between loop turns
-            request, images = await anyio.to_thread.run_sync(parse, body, header_length, max_images)
+        header, binary = split_body(body, header_length)
+        try:
+            # No more values than a request of `max_images` images holds, before any is built.
+            text = await check_json_body_async(header, max_json_values(max_images))
+        except JsonBodyError as error:
+            raise TensorError(f"the inference request is refused: {error}") from None
+        request, data = read_request(text, binary)
         tensor = request.inputs[0]
+        images = decode_images(tensor, data, max_images)
         IMAGES_PER_REQUEST.observe(len(images))
         if isinstance(images, np.ndarray):
             probabilities = await self.recognizer.classify_async(images)

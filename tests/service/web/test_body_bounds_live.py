@@ -119,8 +119,8 @@ def test_v2_binary_bytes_elements_are_counted_as_they_are_split(
 ) -> None:
     # 3 million zero-length elements (12 MB): each split out, then counted, before.
     binary = struct.pack("<I", 0) * 3_000_000
-    tensor = {"name": "images", "datatype": "BYTES", "shape": [1]}
-    tensor["parameters"] = {"binary_data_size": len(binary)}
+    parameters = {"binary_data_size": len(binary)}
+    tensor = {"name": "images", "datatype": "BYTES", "shape": [1], "parameters": parameters}
     header = json.dumps({"inputs": [tensor]}).encode()
     headers = {"Inference-Header-Content-Length": str(len(header))}
     measured = _post_measured(server, _infer_path(model_card), header + binary, headers)
