@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from service.api import dataplane
@@ -15,9 +18,12 @@ from service.api.schemas import (
     PredictRequest,
     PredictResponse,
     ReadinessResponse,
+    max_json_values,
 )
+from service.errors import InvalidRequestError
 from service.web.errors import documented_errors
 from service.web.guards import RecognizerDep, require_json
+from service.web.json_body import JsonBodyError, TooManyJsonValuesError, check_json_body_async
 
 router = APIRouter()
 
@@ -58,15 +64,45 @@ async def model(recognizer: RecognizerDep) -> ModelDescription:
     return dataplane.describe(recognizer)
 
 
-@router.post(
-    "/v1/predict",
-    tags=["model"],
-    summary="Recognize the digit in one or more images",
-    dependencies=[Depends(require_json)],
-    responses=documented_errors(413, 415, 422, 500, 503),
-)
+class _JudgedJsonRoute(APIRoute):
+    """A route whose JSON body is judged before FastAPI parses it: declared as JSON (415),
+    UTF-8, and holding no more JSON values than a request of `max_images` images can
+    (service/web/json_body.py), so that no body builds more objects than that (422)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        parse_and_handle = super().get_route_handler()
+
+        async def judge_then_handle(request: Request) -> Response:
+            await require_json(request)
+            max_images = request.app.state.settings.max_images
+            try:
+                await check_json_body_async(await request.body(), max_json_values(max_images))
+            except TooManyJsonValuesError as error:
+                # The limit's wording, which clients (digits-score) learn the limit from.
+                raise InvalidRequestError(
+                    f"images: at most {max_images} images per request; {error}"
+                ) from None
+            except JsonBodyError as error:
+                raise InvalidRequestError(f"request body: {error}") from None
+            # FastAPI reads the body from `request`, where it is now kept.
+            return await parse_and_handle(request)
+
+        return judge_then_handle
+
+
 async def predict(body: PredictRequest, recognizer: RecognizerDep) -> PredictResponse:
     return await dataplane.predict(recognizer, body)
+
+
+router.add_api_route(
+    "/v1/predict",
+    predict,
+    methods=["POST"],
+    tags=["model"],
+    summary="Recognize the digit in one or more images",
+    responses=documented_errors(413, 415, 422, 500, 503),
+    route_class_override=_JudgedJsonRoute,
+)
 
 
 @router.get("/", include_in_schema=False)

@@ -8,6 +8,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.model_card import Artifact, ModelCard
+from service.web.bounds import ID_MAX_LENGTH
+
+# The most JSON values (service/web/json_body.py) one image of a valid `PredictRequest` can
+# hold: its object, the commas around it and between its fields (3), its id's characters
+# (each could be a `,`, `[` or `{`), and a margin for a `data:` URL's header and comma.
+JSON_VALUES_PER_IMAGE = 3 + ID_MAX_LENGTH + 64
+JSON_VALUES_OVERHEAD = 64  # the request object, the `images` list, `top_k`...
 
 
 class _Request(BaseModel):
@@ -24,7 +31,9 @@ class ImageInput(_Request):
         "or as a `data:` URL.",
     )
     id: str | None = Field(
-        default=None, max_length=256, description="Optional client id, echoed in the prediction."
+        default=None,
+        max_length=ID_MAX_LENGTH,
+        description="Optional client id, echoed in the prediction.",
     )
 
 
@@ -37,6 +46,11 @@ class PredictRequest(_Request):
         default=False,
         description="Also return, per image, the 28×28 image the model saw (base64 PNG).",
     )
+
+
+def max_json_values(max_images: int) -> int:
+    """The most JSON values a valid `PredictRequest` of up to `max_images` images holds."""
+    return max_images * JSON_VALUES_PER_IMAGE + JSON_VALUES_OVERHEAD
 
 
 class ModelInfo(BaseModel):

@@ -16,6 +16,7 @@ from service.api import dataplane
 from service.api.forms import json_scalar, strict_form
 from service.api.schemas import PredictResponse
 from service.errors import InvalidImageError
+from service.web.bounds import checked_id, echo
 from service.web.errors import documented_errors
 from service.web.guards import RecognizerDep, require_multipart
 
@@ -66,13 +67,14 @@ async def predict_upload(
     limits (images per request, body size, pixels per image)."""
     files, names = [], []
     for index, upload in enumerate(form.file):
+        # A file name is the prediction's id: at most ID_MAX_LENGTH characters, like any id.
+        name = checked_id(upload.filename, what=f"file {index}'s name", index=index)
         data = await upload.read()
         if not data:
-            name = upload.filename or "(no name)"
-            raise InvalidImageError(f"file {name} is empty (was a file chosen?)", index=index)
+            shown = echo(upload.filename) if upload.filename else "(no name)"
+            raise InvalidImageError(f"file {shown} is empty (was a file chosen?)", index=index)
         files.append(data)
-        # A file name is whatever the client's file system allowed: echoed as it is.
-        names.append(upload.filename or None)
+        names.append(name)
     return await dataplane.predict_encoded(
         recognizer, files, names, form.top_k, form.return_preprocessed
     )

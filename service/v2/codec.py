@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from service.imaging.decode import decode_base64_image
 from service.model_card import IMAGE_SIDE
 from service.v2.schemas import InferRequest, Parameters, RequestInput
+from service.web.bounds import ID_MAX_LENGTH, clip, echo
 from service.web.errors import HttpError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -33,6 +34,12 @@ _OUTPUT_DTYPES: dict[str, np.dtype[Any]] = {"FP32": np.dtype("<f4"), "INT64": np
 # A BYTES element made only of these is base64 text, not an image file: PNG, JPEG,
 # GIF, BMP, WebP and TIFF files all start with bytes outside this alphabet.
 _BASE64_TEXT = re.compile(rb"(data:[^,]*;base64,)?[A-Za-z0-9+/=\-_\s]+")
+# The most JSON values (service/web/json_body.py) one image of a valid request holds: a
+# pixel each and its comma, nested as deep as [N, 28, 28, 1] allows; plus a margin for
+# the rest (ids, names, parameters, outputs).
+JSON_VALUES_PER_IMAGE = 2 * (IMAGE_SIDE * IMAGE_SIDE + IMAGE_SIDE + 1)
+JSON_VALUES_OVERHEAD = 4096 + 2 * ID_MAX_LENGTH
+_END = object()
 
 
 class TensorError(HttpError):
@@ -48,17 +55,31 @@ Images = np.ndarray | list[EncodedImage]
 """(N, 28, 28) float32 pixels in [0, 1], or N encoded image files."""
 
 
-def read_request(body: bytes, header_length: str | None) -> tuple[InferRequest, bytes | None]:
-    """The request, and the binary data of its input when it came as binary tensor data."""
+def max_json_values(max_images: int) -> int:
+    """The most JSON values a valid request of up to `max_images` images holds."""
+    return max_images * JSON_VALUES_PER_IMAGE + JSON_VALUES_OVERHEAD
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """The JSON header and the binary tensor data after it (none without a header length)."""
     header, binary = body, b""
     if header_length is not None:
         try:
             length = int(header_length)
         except ValueError:
-            raise TensorError(f"{HEADER_LENGTH} is not an integer: {header_length!r}") from None
+            raise TensorError(f"{HEADER_LENGTH} is not an integer: {echo(header_length)}") from None
         if not 0 <= length <= len(body):
             raise TensorError(f"{HEADER_LENGTH} is {length}, but the body has {len(body)} bytes")
         header, binary = body[:length], body[length:]
+    return header, binary
+
+
+def read_request(header: bytes | memoryview, binary: bytes) -> tuple[InferRequest, bytes | None]:
+    """The request, and the binary data of its input when it came as binary tensor data.
+
+    `header` is JSON already judged by `check_json_body` (service/web/json_body.py) against
+    `max_json_values`: no more values than a valid request holds are built here.
+    """
     try:
         document = orjson.loads(header)
     except orjson.JSONDecodeError as error:
@@ -74,7 +95,7 @@ def check_request(request: InferRequest, binary: bytes) -> tuple[InferRequest, b
     """What any encoding of a request must satisfy (REST here, gRPC in service/grpc): one
     input, known outputs; returns it with its input's binary data, if it has binary data."""
     if len(request.inputs) != 1:
-        names = ", ".join(repr(tensor.name) for tensor in request.inputs) or "none"
+        names = clip(", ".join(repr(tensor.name) for tensor in request.inputs)) or "none"
         raise TensorError(f"the model takes exactly one input tensor (the images); got {names}")
     for output in request.outputs or ():
         if output.name not in OUTPUT_DATATYPES:
@@ -119,7 +140,7 @@ def decode_images(tensor: RequestInput, binary: bytes | None, max_images: int) -
     if tensor.datatype in _PIXEL_DTYPES:
         return _pixels(tensor, binary)
     raise TensorError(
-        f"input {tensor.name!r}: datatype {tensor.datatype!r} is not supported; "
+        f"input {tensor.name!r}: datatype {echo(tensor.datatype)} is not supported; "
         "send UINT8 or FP32 pixels, or BYTES image files"
     )
 
@@ -174,10 +195,11 @@ def _encoded_images(tensor: RequestInput, binary: bytes | None, count: int) -> l
     name, shape = tensor.name, tensor.shape
     if shape not in ([count], [count, 1]):
         raise TensorError(f"input {name!r}: BYTES shape must be [N] or [N, 1], got {shape}")
+    # Never more than `count` elements are taken out, however many the data holds.
     if binary is not None:
-        elements: list[Any] = _split_bytes(name, binary)
+        elements: list[Any] = _split_bytes(name, binary, count)
     else:
-        elements = list(_flatten(tensor.data or []))
+        elements = _flatten(name, tensor.data or [], len(shape), count)
     if len(elements) != count:
         raise TensorError(
             f"input {name!r}: shape {shape} holds {count} elements, got {len(elements)}"
@@ -196,10 +218,14 @@ def _encoded_images(tensor: RequestInput, binary: bytes | None, count: int) -> l
     return images
 
 
-def _split_bytes(name: str, binary: bytes) -> list[bytes]:
-    """Binary BYTES elements: each a 4-byte little-endian length, then that many bytes."""
-    elements, offset = [], 0
+def _split_bytes(name: str, binary: bytes, count: int) -> list[bytes]:
+    """Binary BYTES elements: each a 4-byte little-endian length, then that many bytes.
+    More than `count` is refused at the first one too many."""
+    elements: list[bytes] = []
+    offset = 0
     while offset < len(binary):
+        if len(elements) == count:
+            raise TensorError(f"input {name!r}: binary data holds more than {count} elements")
         if offset + 4 > len(binary):
             raise TensorError(f"input {name!r}: binary BYTES data ends inside a length prefix")
         (length,) = struct.unpack_from("<I", binary, offset)
@@ -211,10 +237,25 @@ def _split_bytes(name: str, binary: bytes) -> list[bytes]:
     return elements
 
 
-def _flatten(data: list[Any]) -> list[Any]:
+def _flatten(name: str, data: list[Any], depth: int, count: int) -> list[Any]:
+    """`data`'s elements in row-major order, nested at most `depth` lists deep (the shape's
+    dimensions), at most `count` of them. Iterative: no nesting can exhaust the stack."""
     flat: list[Any] = []
-    for item in data:
-        flat.extend(_flatten(item) if isinstance(item, list) else [item])
+    stack = [iter(data)]
+    while stack:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+        elif isinstance(item, list):
+            if len(stack) == depth:
+                raise TensorError(
+                    f"input {name!r}: data is nested deeper than its {depth} dimensions"
+                )
+            stack.append(iter(item))
+        elif len(flat) == count:
+            raise TensorError(f"input {name!r}: data holds more than {count} elements")
+        else:
+            flat.append(item)
     return flat
 
 
@@ -255,11 +296,11 @@ def output_tensors(probabilities: np.ndarray) -> dict[str, np.ndarray]:
 def _flag(parameters: Parameters | None, key: str, *, default: bool) -> bool:
     value = (parameters or {}).get(key, default)
     if not isinstance(value, bool):
-        raise TensorError(f"parameter {key} must be true or false, got {value!r}")
+        raise TensorError(f"parameter {key} must be true or false, got {echo(value)}")
     return value
 
 
 def _validation_message(error: ValidationError) -> str:
     first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "request"
+    where = clip(".".join(str(part) for part in first["loc"])) or "request"
     return f"invalid inference request: {where}: {first['msg']}"

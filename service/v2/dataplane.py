@@ -25,7 +25,9 @@ from service.v2.codec import (
     decode_images,
     encode_response,
     image_bytes,
+    max_json_values,
     read_request,
+    split_body,
 )
 from service.v2.schemas import (
     MetadataTensor,
@@ -34,7 +36,9 @@ from service.v2.schemas import (
     RequestInput,
     ServerMetadata,
 )
+from service.web.bounds import clip, echo
 from service.web.errors import ModelNotFoundError, NotSupportedError, UnsupportedMediaTypeError
+from service.web.json_body import JsonBodyError, check_json_body_async
 
 SERVER_NAME = "digits"
 EXTENSIONS = ("binary_tensor_data",)
@@ -58,10 +62,13 @@ class OpenInference:
         """The served model if it is `name` (and `version`); 404 if not, 503 while loading."""
         card = self.recognizer.model.card  # raises ModelNotReadyError while loading
         if name != card.name:
-            raise ModelNotFoundError(f"unknown model {name!r}; this server serves {card.name!r}")
+            raise ModelNotFoundError(
+                f"unknown model {echo(name)}; this server serves {card.name!r}"
+            )
         if version is not None and version != card.version:
             raise ModelNotFoundError(
-                f"model {name!r} has no version {version!r}; it serves version {card.version!r}"
+                f"model {echo(name)} has no version {echo(version)}; "
+                f"it serves version {card.version!r}"
             )
         return card
 
@@ -99,10 +106,18 @@ class OpenInference:
         info = self.model(name, version)
         if content_encoding not in (None, "", "identity"):
             raise UnsupportedMediaTypeError(
-                f"compressed requests (Content-Encoding: {content_encoding}) are not supported"
+                f"compressed requests (Content-Encoding: {clip(content_encoding)}) "
+                "are not supported"
             )
-        request, binary = read_request(body, header_length)
-        probabilities = await self.classify(request.inputs[0], binary)
+        max_images = self.recognizer.settings.max_images
+        header, binary = split_body(body, header_length)
+        try:
+            # No more values than a request of `max_images` images holds, before any is built.
+            text = await check_json_body_async(header, max_json_values(max_images))
+        except JsonBodyError as error:
+            raise TensorError(f"the inference request is refused: {error}") from None
+        request, data = read_request(text, binary)
+        probabilities = await self.classify(request.inputs[0], data)
         content, json_length = encode_response(request, info.name, info.version, probabilities)
         if json_length is None:
             return Response(content, media_type="application/json")

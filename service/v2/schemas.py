@@ -11,7 +11,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.web.bounds import ID_MAX_LENGTH
+
 Parameters = dict[str, Any]
+# Twice the most this model takes ([N, 28, 28, 1]): a bound on the shape an error quotes.
+MAX_DIMENSIONS = 8
 
 
 class ServerMetadata(BaseModel):
@@ -51,9 +55,10 @@ class ModelMetadata(BaseModel):
 
 
 class RequestInput(BaseModel):
-    name: str = Field(description="Any name; the model has one input.")
+    name: str = Field(max_length=ID_MAX_LENGTH, description="Any name; the model has one input.")
     shape: list[int] = Field(
-        description="`[N, 28, 28]`, `[N, 28, 28, 1]` or `[N, 784]` for pixels; `[N]` for BYTES."
+        max_length=MAX_DIMENSIONS,
+        description="`[N, 28, 28]`, `[N, 28, 28, 1]` or `[N, 784]` for pixels; `[N]` for BYTES.",
     )
     datatype: str = Field(
         description="`UINT8` (0–255) or `FP32` (0–1) pixels of MNIST-style digits (white on "
@@ -70,7 +75,7 @@ class RequestInput(BaseModel):
 
 
 class RequestOutput(BaseModel):
-    name: str = Field(description="`probabilities` or `digit`.")
+    name: str = Field(max_length=ID_MAX_LENGTH, description="`probabilities` or `digit`.")
     parameters: Parameters | None = Field(
         default=None, description="`binary_data`: return this output in the binary part."
     )
@@ -79,7 +84,9 @@ class RequestOutput(BaseModel):
 class InferRequest(BaseModel):
     model_config = ConfigDict(title="InferRequest")
 
-    id: str | None = Field(default=None, description="Echoed in the response.")
+    id: str | None = Field(
+        default=None, max_length=ID_MAX_LENGTH, description="Echoed in the response."
+    )
     parameters: Parameters | None = Field(
         default=None, description="`binary_data_output`: every output in binary unless it says."
     )

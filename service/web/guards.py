@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from service.runtime.recognizer import Recognizer
+from service.web.bounds import clip
 from service.web.errors import UnsupportedMediaTypeError
 
 
@@ -19,7 +20,7 @@ def _media_type(request: Request) -> tuple[str, str]:
 
 
 def _refuse(request: Request, wanted: str) -> UnsupportedMediaTypeError:
-    declared = request.headers.get("content-type") or "no Content-Type"
+    declared = clip(request.headers.get("content-type") or "no Content-Type")
     return UnsupportedMediaTypeError(f"send the {wanted} (got {declared})")
 
 

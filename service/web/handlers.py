@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from service.errors import DigitsError
+from service.web.bounds import clip
 from service.web.errors import error_response_for, status_of
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ def _validation_message(errors: Any) -> tuple[str, int | None]:
     elif not location and first["type"] == "missing":
         message = "request body is required (a JSON object)"
     else:
-        where = ".".join(str(part) for part in location) or "request body"
+        # Cut: a location can hold a client's key (an unknown field) of any length.
+        where = clip(".".join(str(part) for part in location)) or "request body"
         message = f"{where}: {first['msg']}"
     if len(errors) > 1:
         more = len(errors) - 1

@@ -19,6 +19,7 @@ from PIL import Image
 
 from samples.uploads import encode_jpeg, encode_png, paper_photo
 from service.api.schemas import PredictResponse
+from service.web.bounds import ID_MAX_LENGTH
 from tests.subprocess_server import server_process
 
 Digits = tuple[np.ndarray, np.ndarray]
@@ -260,3 +261,18 @@ def _process_io_read(pid: int) -> int:
         if line.startswith("rchar:"):
             return int(line.split()[1])
     raise AssertionError("no rchar in /proc/PID/io")
+
+
+def test_file_names_are_ids_capped_like_any_id(client: TestClient, clear_digits: Digits) -> None:
+    png = encode_png(clear_digits[0][3])
+    longest = "d" * (ID_MAX_LENGTH - 4) + ".png"
+    accepted = client.post(UPLOAD, files=_files(("a.png", png), (longest, png)))
+    assert accepted.status_code == 200, accepted.text
+    assert [p["id"] for p in accepted.json()["predictions"]] == ["a.png", longest]
+
+    too_long = "d" * ID_MAX_LENGTH + ".png"
+    refused = client.post(UPLOAD, files=_files(("a.png", png), (too_long, png)))
+    assert refused.status_code == 422
+    error = refused.json()["error"]
+    assert error["index"] == 1 and "file 1's name" in error["message"]
+    assert len(refused.text) < 1_000  # the name is not echoed in full
