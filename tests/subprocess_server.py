@@ -73,7 +73,7 @@ def server_process(
             )
         server = ServerProcess(process, port, log, host)
         try:
-            _wait_until_ready(server, ready_timeout)
+            _wait_until_ready(server, ready_timeout, _workers(full_env))
             yield server
         finally:
             # SIGTERM, not SIGKILL: the parent then stops its forked workers too.
@@ -86,15 +86,37 @@ def server_process(
                 process.wait(timeout=30)
 
 
-def _wait_until_ready(server: ServerProcess, timeout: float) -> None:
+def _wait_until_ready(server: ServerProcess, timeout: float, workers: int) -> None:
+    """Until `/readyz` answers 200 and, with several workers, every worker listens: each
+    opens its own socket once its app has started, and a busy machine starts them apart."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise AssertionError(f"the server exited early:\n{server.output()}")
         try:
-            if httpx.get(server.url + "/readyz", timeout=2).status_code == 200:
-                return
+            ready = httpx.get(server.url + "/readyz", timeout=2).status_code == 200
         except httpx.TransportError:
-            pass
+            ready = False
+        if ready and (workers <= 1 or _listening_sockets(server.port) >= workers):
+            return
         time.sleep(0.05)
     raise AssertionError(f"the server was not ready within {timeout} s:\n{server.output()}")
+
+
+def _workers(env: dict[str, str]) -> int:
+    from service.server.workers import worker_count
+
+    try:
+        return worker_count(int(env.get("DIGITS_WORKERS", "0")))
+    except ValueError:
+        return 1  # not a number: the server refuses it and exits (seen as an early exit)
+
+
+def _listening_sockets(port: int) -> int:
+    """Sockets listening on `port` (IPv4, any local address), from /proc/net/tcp."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+            count += 1
+    return count

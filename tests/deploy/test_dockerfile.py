@@ -67,7 +67,9 @@ def test_build_context_is_only_what_the_images_need() -> None:
     assert {"pyproject.toml", "README.md", "models/model.json"} <= files
     assert "service/__main__.py" in files and "trainer/cli.py" in files
     assert any(f.endswith(".tflite") for f in files)
-    assert not [f for f in files if f.endswith((".h5", ".png", ".pyc"))]
+    # No weights or training plots; the web page's own assets (the docs' icon) are needed.
+    assert not [f for f in files if f.endswith((".h5", ".pyc"))]
+    assert not [f for f in files if f.endswith(".png") and not f.startswith("service/static/")]
     assert not [f for f in files if f.split("/")[0] in ("tests", "bench", ".git", "deploy")]
 
 
