@@ -103,7 +103,7 @@ def test_forked_workers_serve_one_port_and_stop_together(clear_digits: Digits) -
             except httpx.HTTPError:
                 time.sleep(0.05)
         children = _children(process.pid)
-        assert len(children) == 1, "DIGITS_WORKERS=2: the parent and one forked worker"
+        assert len(children) == 2, "DIGITS_WORKERS=2: two forked workers, the parent supervises"
         body = {"images": [{"data": png_base64(clear_digits[0][0])}]}
         for _ in range(20):  # fresh connections land on either process
             response = httpx.post(f"http://127.0.0.1:{port}/v1/predict", json=body, timeout=5)
@@ -111,7 +111,8 @@ def test_forked_workers_serve_one_port_and_stop_together(clear_digits: Digits) -
             assert response.json()["predictions"][0]["digit"] == clear_digits[1][0]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
-        assert not Path(f"/proc/{children[0]}").exists() or _is_zombie(children[0])
+        for child in children:
+            assert not Path(f"/proc/{child}").exists() or _is_zombie(child)
     finally:
         if process.poll() is None:
             process.kill()
