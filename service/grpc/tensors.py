@@ -15,7 +15,8 @@ import numpy as np
 from service.errors import DigitsError
 from service.grpc.proto import grpc_predict_v2_pb2 as pb
 from service.model_card import ModelCard
-from service.v2.codec import OUTPUT_DATATYPES, TensorError, check_request, output_tensors
+from service.v2.codec import TensorError, check_request
+from service.v2.outputs import OUTPUT_DATATYPES, output_tensors
 from service.v2.schemas import InferRequest, Parameters, RequestInput, RequestOutput
 from service.web.errors import NotSupportedError, status_of
 

@@ -1,4 +1,4 @@
-"""Open Inference Protocol tensors: request bodies → images, probabilities → output tensors.
+"""Open Inference Protocol tensors: request bodies → images (outputs: service/v2/outputs.py).
 
 Both encodings of the protocol are handled: plain JSON, and the binary tensor data
 extension (a JSON header of `Inference-Header-Content-Length` bytes, then the raw
@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from service.imaging.decode import decode_base64_image
 from service.model_card import IMAGE_SIDE
+from service.v2.outputs import OUTPUT_DATATYPES
 from service.v2.schemas import InferRequest, Parameters, RequestInput
 from service.web.bounds import ID_MAX_LENGTH, clip, echo
 from service.web.errors import HttpError
@@ -27,10 +28,8 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 # One image per row of the batch, as the model's own (28, 28, 1), without the
 # channel, or flattened like most MNIST tutorials keep it.
 PIXEL_SHAPES = ((IMAGE_SIDE, IMAGE_SIDE), (IMAGE_SIDE, IMAGE_SIDE, 1), (IMAGE_SIDE * IMAGE_SIDE,))
-OUTPUT_DATATYPES = {"probabilities": "FP32", "digit": "INT64"}
 # Little-endian, as the binary extension specifies.
 _PIXEL_DTYPES: dict[str, np.dtype[Any]] = {"UINT8": np.dtype("<u1"), "FP32": np.dtype("<f4")}
-_OUTPUT_DTYPES: dict[str, np.dtype[Any]] = {"FP32": np.dtype("<f4"), "INT64": np.dtype("<i8")}
 # A BYTES element made only of these is base64 text, not an image file: PNG, JPEG,
 # GIF, BMP, WebP and TIFF files all start with bytes outside this alphabet.
 _BASE64_TEXT = re.compile(rb"(data:[^,]*;base64,)?[A-Za-z0-9+/=\-_\s]+")
@@ -257,40 +256,6 @@ def _flatten(name: str, data: list[Any], depth: int, count: int) -> list[Any]:
         else:
             flat.append(item)
     return flat
-
-
-def encode_response(
-    request: InferRequest, model_name: str, model_version: str, probabilities: np.ndarray
-) -> tuple[bytes, int | None]:
-    """The response body, and the JSON header's length when binary outputs follow it."""
-    tensors = output_tensors(probabilities)
-    binary_default = _flag(request.parameters, "binary_data_output", default=False)
-    wanted = [(output.name, output.parameters) for output in request.outputs or ()]
-    outputs, blobs = [], []
-    for name, parameters in wanted or [(name, None) for name in OUTPUT_DATATYPES]:
-        array, datatype = tensors[name], OUTPUT_DATATYPES[name]
-        output: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
-        if _flag(parameters, "binary_data", default=binary_default):
-            blob = array.astype(_OUTPUT_DTYPES[datatype], copy=False).tobytes()
-            output["parameters"] = {"binary_data_size": len(blob)}
-            blobs.append(blob)
-        else:
-            output["data"] = np.ascontiguousarray(array).ravel()
-        outputs.append(output)
-    response: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
-    if request.id is not None:
-        response["id"] = request.id
-    response["outputs"] = outputs
-    header = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
-    return (header, None) if not blobs else (header + b"".join(blobs), len(header))
-
-
-def output_tensors(probabilities: np.ndarray) -> dict[str, np.ndarray]:
-    """Every output of the model, by name, in the datatype `OUTPUT_DATATYPES` gives it."""
-    return {
-        "probabilities": probabilities.astype(np.float32),
-        "digit": probabilities.argmax(axis=1).astype(np.int64),
-    }
 
 
 def _flag(parameters: Parameters | None, key: str, *, default: bool) -> bool:

@@ -19,16 +19,15 @@ from service.model_card import IMAGE_SIDE, NUM_CLASSES, ModelCard
 from service.runtime.recognizer import Recognizer
 from service.v2.codec import (
     HEADER_LENGTH,
-    OUTPUT_DATATYPES,
     EncodedImage,
     TensorError,
     decode_images,
-    encode_response,
     image_bytes,
     max_json_values,
     read_request,
     split_body,
 )
+from service.v2.outputs import OUTPUT_DATATYPES, encode_response
 from service.v2.schemas import (
     MetadataTensor,
     ModelMetadata,
