@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
     """Largest decoded image, in pixels (width × height); bigger images, including
     decompression bombs, are rejected with 422. The default fits 16-megapixel photos; decoding
-    one image takes up to ~12.5 bytes per pixel at peak (README, Hardening)."""
+    one image takes up to 13 bytes per pixel at peak (README, Hardening)."""
 
     decode_threads: int = Field(default=4, ge=1, le=256)
     """Most images decoded at the same time, across all requests. Bounds memory: each may take

@@ -9,9 +9,9 @@ request's images are counted, before any is decoded. This middleware adds two th
 - every 503 to a prediction request (overloaded, or the model loading or draining: all
   temporary) tells the client when to retry, in `Retry-After`.
 
-Only prediction requests are shed: every POST of this service is one. GETs — health,
-readiness, metrics, metadata, the page — are never refused, so probes and scrapes stay
-fast under any load.
+Only prediction requests (POSTs to `/v1/predict`, `/v1/predict/upload` and the `/v2` infer
+routes) are shed. Everything else — health, readiness, metrics, metadata, the repository
+index, the page — is never refused, so probes and scrapes stay fast under any load.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.runtime.admission import Admission
 from service.web.errors import error_response_for, status_of
+
+# The prediction routes end so, whatever prefix (root path, model name, version) precedes.
+PREDICTION_PATH_ENDS = ("/v1/predict", "/v1/predict/upload", "/infer")
 
 # A full queue (512 MNIST-size images) drains in ~0.3 s on one core (README, Hardening):
 # a client retrying after a second finds room, while a longer hint would idle the server.
@@ -33,7 +36,11 @@ class LoadShedding:
         self.admission = admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not scope["path"].rstrip("/").endswith(PREDICTION_PATH_ENDS)
+        ):
             await self.app(scope, receive, send)
             return
         if self.admission.saturated:

@@ -76,10 +76,13 @@ def test_a_saturated_worker_sheds_every_prediction_before_reading_it(
         assert "busy" in v2.json()["error"]  # the protocol's flat shape
         upload = client.post("/v1/predict/upload", files={"files": ("a.png", b"\x89PNG")})
         assert upload.status_code == 503
-        # Health, readiness, metrics and metadata are never shed.
+        # Health, readiness, metrics, metadata and the repository index are never shed.
         for path in ("/healthz", "/readyz", "/v1/model", "/v2/health/ready"):
             assert client.get(path).status_code == 200, path
-        assert _shed_count(client) == 3
+        assert client.post("/v2/repository/index", json={}).status_code == 200
+        versioned = f"/v2/models/{model_card.name}/versions/{model_card.version}/infer"
+        assert client.post(versioned, json={"inputs": [tensor]}).status_code == 503
+        assert _shed_count(client) == 4
     assert decoded == []
 
 
