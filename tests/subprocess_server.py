@@ -113,10 +113,41 @@ def _workers(env: dict[str, str]) -> int:
 
 
 def _listening_sockets(port: int) -> int:
-    """Sockets listening on `port` (IPv4, any local address), from /proc/net/tcp."""
-    count = 0
+    """Sockets listening on `port` (IPv4, any local address)."""
+    return len(server_sockets(port, LISTEN))
+
+
+# --- what the live tests read of a server process, from /proc (proc(5)) ----------------
+
+LISTEN, ESTABLISHED = "0A", "01"  # TCP states as /proc/net/tcp writes them
+
+
+def server_sockets(port: int, state: str) -> set[str]:
+    """Inodes of the IPv4 sockets in `state` whose local port is `port` (the server's end)."""
+    inodes = set()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
-            count += 1
-    return count
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+            inodes.add(fields[9])
+    return inodes
+
+
+def children(pid: int) -> list[int]:
+    """The process ids of `pid`'s children (its forked workers)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def memory_kib(pid: int, field: str = "VmRSS") -> int:
+    """A memory figure of `pid` in KiB: `VmRSS` now, or `VmHWM`, its peak."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def reset_peak_memory(pid: int) -> None:
+    """Sets `VmHWM` to the current `VmRSS`, so the next peak is this test's."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")

@@ -25,7 +25,7 @@ import pytest
 
 from service.settings import Settings
 from tests.conftest import MODEL_CARD
-from tests.subprocess_server import ServerProcess, free_port, server_process
+from tests.subprocess_server import ServerProcess, children, free_port, server_process
 
 _STARTUP, _ERRORS, _AUTH = "server/test_startup.py", "web/test_errors.py", "middleware/test_auth.py"
 _PREDICTOR, _HERE = "runtime/test_recognizer.py", "test_settings_effects.py"
@@ -185,19 +185,12 @@ def test_root_path_is_the_prefix_in_the_openapi_servers(single: ServerProcess) -
     assert servers == [{"url": "/digits"}]
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
 def test_workers_is_how_many_processes_serve_the_port() -> None:
     # One more than the default (one per available core), so only the setting explains it.
     workers = len(os.sched_getaffinity(0)) + 1
     env = {"DIGITS_WORKERS": str(workers), "DIGITS_LOG_LEVEL": "warning"}
     with _server(env) as server:
-        assert len(_children(server.process.pid)) == workers  # the parent supervises
+        assert len(children(server.process.pid)) == workers  # the parent supervises
         assert httpx.get(server.url + "/healthz").status_code == 200
         assert _refused(server.url.replace(OTHER_LOOPBACK, "127.0.0.1") + "/healthz")
         server.process.send_signal(signal.SIGTERM)

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.conftest import MODEL_CARD, REPO_ROOT, png_base64
+from tests.subprocess_server import children
 
 Digits = tuple[np.ndarray, np.ndarray]
 
@@ -75,13 +76,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
 def test_forked_workers_serve_one_port_and_stop_together(clear_digits: Digits) -> None:
     port = _free_port()
     env = {
@@ -102,8 +96,8 @@ def test_forked_workers_serve_one_port_and_stop_together(clear_digits: Digits) -
                     break
             except httpx.HTTPError:
                 time.sleep(0.05)
-        children = _children(process.pid)
-        assert len(children) == 2, "DIGITS_WORKERS=2: two forked workers, the parent supervises"
+        workers = children(process.pid)
+        assert len(workers) == 2, "DIGITS_WORKERS=2: two forked workers, the parent supervises"
         body = {"images": [{"data": png_base64(clear_digits[0][0])}]}
         for _ in range(20):  # fresh connections land on either process
             response = httpx.post(f"http://127.0.0.1:{port}/v1/predict", json=body, timeout=5)
@@ -111,7 +105,7 @@ def test_forked_workers_serve_one_port_and_stop_together(clear_digits: Digits) -
             assert response.json()["predictions"][0]["digit"] == clear_digits[1][0]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
-        for child in children:
+        for child in workers:
             assert not Path(f"/proc/{child}").exists() or _is_zombie(child)
     finally:
         if process.poll() is None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import io
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -24,7 +23,7 @@ from service.imaging.decode import DECODE_BYTES_PER_PIXEL
 from service.settings import DEFAULT_MAX_PIXELS
 from tests.conftest import REPO_ROOT
 from tests.hostile_images import png_header
-from tests.subprocess_server import server_process
+from tests.subprocess_server import memory_kib, reset_peak_memory, server_process
 
 MIB = 1 << 20
 SIDE = 4000
@@ -58,16 +57,7 @@ def _sparse_webp(side: int) -> str:
 
 
 def _memory_mib(pid: int) -> dict[str, float]:
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            fields[name] = int(value.split()[0]) / 1024  # kB
-    return fields
-
-
-def _reset_peak(pid: int) -> None:
-    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS (proc(5))
+    return {field: memory_kib(pid, field) / 1024 for field in ("VmRSS", "VmHWM")}
 
 
 def test_big_images_stay_within_the_documented_bound_and_memory_comes_back() -> None:
@@ -88,7 +78,7 @@ def test_big_images_stay_within_the_documented_bound_and_memory_comes_back() -> 
         for _ in range(3):  # imports, interpreters and buffers of the small path
             assert predict(small).status_code == 200
         baseline = _memory_mib(pid)["VmRSS"]
-        _reset_peak(pid)
+        reset_peak_memory(pid)
         with ThreadPoolExecutor(threads) as pool:  # every decode slot busy at once
             responses = list(pool.map(predict, [big] * threads))
         assert [r.status_code for r in responses] == [200] * threads, responses[0].text
@@ -103,7 +93,7 @@ def test_big_images_stay_within_the_documented_bound_and_memory_comes_back() -> 
 
         # The 6300² image is over the limit: refused from its header, not decoded.
         before = _memory_mib(pid)["VmRSS"]
-        _reset_peak(pid)
+        reset_peak_memory(pid)
         refused = predict(base64.b64encode(png_header(6300, 6300, colour_type=6)).decode())
         assert refused.status_code == 422
         assert refused.json()["error"]["code"] == "image_too_large"

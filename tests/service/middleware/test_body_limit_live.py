@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.subprocess_server import ServerProcess, server_process
+from tests.subprocess_server import ServerProcess, memory_kib, server_process
 
 LIMIT = 1024 * 1024
 
@@ -37,13 +37,6 @@ def _status_line(connection: socket.socket) -> str:
     return data.split(b"\r\n", 1)[0].decode()
 
 
-def _rss_kib(pid: int) -> int:
-    for line in open(f"/proc/{pid}/status").read().splitlines():  # noqa: PTH123, SIM115
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 def _headers(port: int, *extra: str) -> bytes:
     lines = ["POST /v1/predict HTTP/1.1", f"Host: 127.0.0.1:{port}"]
     lines += ["Content-Type: application/json", *extra]
@@ -60,7 +53,7 @@ def test_huge_content_length_is_refused_without_reading(server: ServerProcess) -
 
 
 def test_endless_chunked_upload_is_cut_off_at_the_limit(server: ServerProcess) -> None:
-    rss_before = _rss_kib(server.process.pid)
+    rss_before = memory_kib(server.process.pid)
     chunk = b"x" * 65536
     sent = 0
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as connection:
@@ -77,7 +70,7 @@ def test_endless_chunked_upload_is_cut_off_at_the_limit(server: ServerProcess) -
         assert _status_line(connection) == "HTTP/1.1 413 Request Entity Too Large"
         assert _closed(connection)
     # Buffering the upload would show as tens of MiB; the limit allows 1 MiB.
-    assert _rss_kib(server.process.pid) - rss_before < 16 * 1024
+    assert memory_kib(server.process.pid) - rss_before < 16 * 1024
 
 
 def _closed(connection: socket.socket) -> bool:
@@ -111,7 +104,7 @@ def _assert_413_json(status: int, body: bytes) -> None:
 
 def test_urllib_reads_the_413_instead_of_a_reset(roomy_server: ServerProcess) -> None:
     """http.client writes the whole body before reading: the server must not hang up first."""
-    rss_before = _rss_kib(roomy_server.process.pid)
+    rss_before = memory_kib(roomy_server.process.pid)
     for _ in range(3):
         request = urllib.request.Request(
             roomy_server.url + "/v1/predict",
@@ -122,7 +115,7 @@ def test_urllib_reads_the_413_instead_of_a_reset(roomy_server: ServerProcess) ->
             urllib.request.urlopen(request, timeout=30)
         _assert_413_json(refused.value.code, refused.value.read())
     # 72 MiB discarded in all; none of it may stay in (or pass through) the server's memory.
-    assert _rss_kib(roomy_server.process.pid) - rss_before < 8 * 1024
+    assert memory_kib(roomy_server.process.pid) - rss_before < 8 * 1024
 
 
 def test_httpx_reads_the_413(roomy_server: ServerProcess) -> None:

@@ -10,12 +10,11 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.subprocess_server import ServerProcess, server_process
+from tests.subprocess_server import ServerProcess, memory_kib, server_process
 
 MAX_HEADER_BYTES = 8192  # the default is 16384
 HEADER_TIMEOUT = 2.0  # the default is 5
@@ -84,16 +83,9 @@ def test_a_head_over_max_header_bytes_is_431_and_the_connection_closes(
     assert status == 431 and isinstance(body["error"], str)
 
 
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
 def test_an_endless_header_line_is_cut_off_at_the_limit(server: ServerProcess) -> None:
     # Before the bound: 6 connections sending an unfinished 100 MB header line held 630 MiB.
-    before = _rss_mib(server.process.pid)
+    before = memory_kib(server.process.pid) / 1024
     sockets = [_connect(server) for _ in range(6)]
     chunk = b"a" * (1 << 20)
     for sock in sockets:
@@ -103,7 +95,7 @@ def test_an_endless_header_line_is_cut_off_at_the_limit(server: ServerProcess) -
                 sock.sendall(chunk)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server has closed it already: fine too
-    growth = _rss_mib(server.process.pid) - before
+    growth = memory_kib(server.process.pid) / 1024 - before
     for sock in sockets:
         response = _read_until_closed(sock)
         assert response.startswith(b"HTTP/1.1 431 "), response[:100]

@@ -15,16 +15,18 @@ from pathlib import Path
 
 import httpx
 
-from tests.subprocess_server import REPO_ROOT, server_process
-
-_LISTEN, _ESTABLISHED = "0A", "01"
+from tests.subprocess_server import (
+    ESTABLISHED,
+    LISTEN,
+    REPO_ROOT,
+    children,
+    server_process,
+    server_sockets,
+)
 
 
 def _children(pid: int) -> set[int]:
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found |= {int(c) for c in (task / "children").read_text().split()}
-    return found
+    return set(children(pid))
 
 
 def _alive(pid: int) -> bool:
@@ -33,16 +35,6 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return "\nState:\tZ" not in status
-
-
-def _server_sockets(port: int, state: str) -> set[str]:
-    """Inodes of the sockets in `state` whose local port is `port` (the server's end)."""
-    inodes = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
-            inodes.add(fields[9])
-    return inodes
 
 
 def _socket_inodes(pid: int) -> set[str]:
@@ -68,7 +60,7 @@ def test_each_worker_accepts_on_its_own_socket() -> None:
     # Before: one socket shared by the workers, 32 keep-alive clients split 22:10.
     with server_process({"DIGITS_WORKERS": "2"}) as server:
         workers = _children(server.process.pid)
-        listeners = _server_sockets(server.port, _LISTEN)
+        listeners = server_sockets(server.port, LISTEN)
         held = {pid: _socket_inodes(pid) & listeners for pid in workers}
         assert len(workers) == 2 and len(listeners) == 2
         assert sorted(len(inodes) for inodes in held.values()) == [1, 1]
@@ -82,7 +74,7 @@ def test_each_worker_accepts_on_its_own_socket() -> None:
             for connection in connections:
                 connection.settimeout(30)
                 assert connection.recv(65536).startswith(b"HTTP/1.1 200 ")
-            accepted = _server_sockets(server.port, _ESTABLISHED)
+            accepted = server_sockets(server.port, ESTABLISHED)
             split = [len(_socket_inodes(pid) & accepted) for pid in workers]
         finally:
             for connection in connections:

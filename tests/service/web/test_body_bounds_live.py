@@ -11,14 +11,13 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import NamedTuple
 
 import httpx
 import pytest
 
 from service.model_card import ModelCard
-from tests.subprocess_server import ServerProcess, server_process
+from tests.subprocess_server import ServerProcess, memory_kib, reset_peak_memory, server_process
 
 MIB = 1024 * 1024
 JSON = {"Content-Type": "application/json"}
@@ -38,13 +37,6 @@ def server() -> Iterator[ServerProcess]:
         yield running
 
 
-def _status(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no {key}")
-
-
 class _Measured(NamedTuple):
     response: httpx.Response
     peak_growth: int  # bytes
@@ -57,8 +49,8 @@ def _post_measured(
     """POST `body`, polling `/healthz` meanwhile; the serving process's peak RSS growth
     (VmHWM, reset first through clear_refs) and the slowest `/healthz`."""
     pid = server.process.pid
-    Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-    baseline = _status(pid, "VmHWM")
+    reset_peak_memory(pid)
+    baseline = memory_kib(pid, "VmHWM") * 1024
     slowest, done = [0.0], threading.Event()
 
     def poll() -> None:
@@ -80,7 +72,7 @@ def _post_measured(
     finally:
         done.set()
         poller.join()
-    return _Measured(response, _status(pid, "VmHWM") - baseline, slowest[0])
+    return _Measured(response, memory_kib(pid, "VmHWM") * 1024 - baseline, slowest[0])
 
 
 def _assert_bounded(measured: _Measured, body: bytes) -> None:
