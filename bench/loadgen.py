@@ -22,6 +22,10 @@ try:  # uvloop ships with uvicorn[standard]; plain asyncio works, only slower
 except ImportError:  # pragma: no cover
     uvloop = None  # type: ignore[assignment]
 
+# A warmed-up connection left idle longer than this before the clock starts is replaced:
+# servers close idle connections after as little as 5 s (uvicorn's default keep-alive).
+IDLE_RECONNECT_SECONDS = 1.0
+
 
 @dataclass(frozen=True)
 class LoadResult:
@@ -99,7 +103,13 @@ async def _run(
                 writer.write(payloads[i % len(payloads)])
                 await _read_response(reader)
             ready += 1
+            idle_from = time.perf_counter()
             await start.wait()
+            if time.perf_counter() - idle_from > IDLE_RECONNECT_SECONDS:
+                # Warm, but idle while slower connections warmed up: a server may be closing
+                # it (keep-alive timeout) as the first request goes out. A fresh one instead.
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, port)
             while issued < total and time.perf_counter() < deadline:
                 payload = payloads[issued % len(payloads)]
                 issued += 1

@@ -136,7 +136,13 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     """A connection must send a complete request head within this long of connecting, and of
     the first byte of each later request: else it gets 408 (or, if it sent nothing, is
-    closed). Idle keep-alive connections are closed after 5 s."""
+    closed)."""
+
+    keep_alive_seconds: float = Field(default=75.0, gt=0, le=3600)
+    """An idle keep-alive connection is closed after this long without a request. Longer
+    than clients' and load balancers' own idle timeouts (httpx 5 s, aiohttp 15 s, AWS ALB
+    60 s), so that they close first: a server that closes first races the client's next
+    request, which then fails. nginx's default."""
 
     max_connections: int = Field(default=1000, ge=1, le=100_000)
     """Most open connections per worker process; one more gets 503 with `Retry-After`, as

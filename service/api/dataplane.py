@@ -1,8 +1,13 @@
 """`/v1` predictions: request bodies in, the runtime's arrays through, response bodies out.
 
 The one place where a `/v1` request becomes runtime calls and the arrays it returns become
-`Prediction`s: the JSON route (base64 images) and the upload route (file bytes) share it,
-so limits, errors and answers are the same by construction.
+the JSON of a `PredictResponse`: the JSON route, its hot path (service/api/hot_path.py)
+and the upload route (file bytes) share it, so limits, errors and answers are the same by
+construction.
+
+The answer is serialized here, straight from the arrays, by pydantic's own JSON writer:
+building a `Prediction` model per image only to dump it again cost more than the
+inference of a 28×28 digit. `tests/service/api/test_dataplane.py` holds it to the schema.
 """
 
 from __future__ import annotations
@@ -10,18 +15,16 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
+from pydantic_core import to_json
 
 from service.api.schemas import (
-    DigitProbability,
     ModelDescription,
     ModelInfo,
-    Prediction,
     PredictRequest,
-    PredictResponse,
     ServedArtifact,
 )
 from service.errors import InvalidRequestError
@@ -44,8 +47,9 @@ def describe(recognizer: Recognizer) -> ModelDescription:
     )
 
 
-async def predict(recognizer: Recognizer, request: PredictRequest) -> PredictResponse:
-    """`/v1/predict`: each image's base64 is decoded where the image is (a worker thread)."""
+async def predict(recognizer: Recognizer, request: PredictRequest) -> bytes:
+    """`/v1/predict`'s answer, the JSON of a `PredictResponse`: each image's base64 is
+    decoded where the image is (on the loop if small, else in a worker thread)."""
     data = [image.data for image in request.images]
     ids = [image.id for image in request.images]
     return await predict_encoded(
@@ -60,35 +64,42 @@ async def predict_encoded(
     top_k: int,
     return_preprocessed: bool,
     read: Callable[[T], bytes] | None = None,
-) -> PredictResponse:
-    """Predictions for encoded image files (`read` turns each item into the file's bytes)."""
+) -> bytes:
+    """Predictions for encoded image files (`read` turns each item into the file's bytes),
+    as the JSON of a `PredictResponse`."""
     recognizer.model  # noqa: B018 - 503 while loading, before the request is judged
     limit = recognizer.settings.max_images
     if len(images) > limit:
         raise InvalidRequestError(f"images: at most {limit} images per request, got {len(images)}")
     IMAGES_PER_REQUEST.observe(len(images))
     pixels, probabilities = await recognizer.recognize_async(images, read)
-    info = model_info(recognizer)
+    card = recognizer.model.card
     predictions = [
         _prediction(image_id, row, top_k, seen if return_preprocessed else None)
         for image_id, row, seen in zip(ids, probabilities, pixels, strict=True)
     ]
-    return PredictResponse(model=info, predictions=predictions)
+    return to_json(
+        {"model": {"name": card.name, "version": card.version}, "predictions": predictions}
+    )
 
 
 def _prediction(
     image_id: str | None, row: np.ndarray, top_k: int, pixels: np.ndarray | None
-) -> Prediction:
-    order = np.argsort(-row, kind="stable")[:top_k]
-    best = int(order[0])
-    return Prediction(
-        id=image_id,
-        digit=best,
-        confidence=float(row[best]),
-        top_k=[DigitProbability(digit=int(d), probability=float(row[d])) for d in order],
-        probabilities=row.tolist(),
-        preprocessed=None if pixels is None else png_base64(pixels),
-    )
+) -> dict[str, Any]:
+    """One `Prediction`, as its JSON object (`preprocessed` only when asked for)."""
+    probabilities: list[float] = row.tolist()
+    # Best first; ties in digit order (a stable sort of the negated row).
+    order: list[int] = np.argsort(-row, kind="stable")[:top_k].tolist()
+    prediction: dict[str, Any] = {
+        "id": image_id,
+        "digit": order[0],
+        "confidence": probabilities[order[0]],
+        "top_k": [{"digit": digit, "probability": probabilities[digit]} for digit in order],
+        "probabilities": probabilities,
+    }
+    if pixels is not None:
+        prediction["preprocessed"] = png_base64(pixels)
+    return prediction
 
 
 def png_base64(pixels: np.ndarray) -> str:

@@ -24,6 +24,7 @@ from service.errors import InvalidRequestError
 from service.web.errors import documented_errors
 from service.web.guards import RecognizerDep, require_json
 from service.web.json_body import JsonBodyError, TooManyJsonValuesError, check_json_body_async
+from service.web.responses import json_response
 
 router = APIRouter()
 
@@ -90,14 +91,17 @@ class _JudgedJsonRoute(APIRoute):
         return judge_then_handle
 
 
-async def predict(body: PredictRequest, recognizer: RecognizerDep) -> PredictResponse:
-    return await dataplane.predict(recognizer, body)
+async def predict(body: PredictRequest, recognizer: RecognizerDep) -> Response:
+    # Usually answered by the hot path (service/api/hot_path.py) before routing; here are
+    # the requests it hands over: those to be refused, with the framework's own errors.
+    return json_response(await dataplane.predict(recognizer, body))
 
 
 router.add_api_route(
     "/v1/predict",
     predict,
     methods=["POST"],
+    response_model=PredictResponse,  # for the OpenAPI: the body is already JSON
     tags=["model"],
     summary="Recognize the digit in one or more images",
     responses=documented_errors(413, 415, 422, 500, 503),

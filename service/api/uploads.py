@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, UploadFile
+from fastapi import APIRouter, Depends, Response, UploadFile
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from service.api import dataplane
@@ -19,6 +19,7 @@ from service.errors import InvalidImageError
 from service.web.bounds import checked_id, echo
 from service.web.errors import documented_errors
 from service.web.guards import RecognizerDep, require_multipart
+from service.web.responses import json_response
 
 router = APIRouter()
 FORM_BODY = {
@@ -47,6 +48,7 @@ class UploadForm(BaseModel):
     tags=["model"],
     summary="Recognize the digit in uploaded image files (multipart/form-data)",
     dependencies=[Depends(require_multipart)],
+    response_model=PredictResponse,  # for the OpenAPI: the body is already JSON
     # The form is read by `strict_form`, not FastAPI: documented here instead.
     openapi_extra={"requestBody": FORM_BODY},
     responses=documented_errors(
@@ -62,7 +64,7 @@ class UploadForm(BaseModel):
 async def predict_upload(
     recognizer: RecognizerDep,
     form: Annotated[UploadForm, Depends(strict_form(UploadForm))],
-) -> PredictResponse:
+) -> Response:
     """The response of `/v1/predict`, each prediction's `id` being the file's name; the same
     limits (images per request, body size, pixels per image)."""
     files, names = [], []
@@ -75,6 +77,8 @@ async def predict_upload(
             raise InvalidImageError(f"file {shown} is empty (was a file chosen?)", index=index)
         files.append(data)
         names.append(name)
-    return await dataplane.predict_encoded(
-        recognizer, files, names, form.top_k, form.return_preprocessed
+    return json_response(
+        await dataplane.predict_encoded(
+            recognizer, files, names, form.top_k, form.return_preprocessed
+        )
     )

@@ -18,6 +18,7 @@ from PIL import Image, ImageChops
 from service.errors import InvalidImageError
 from service.imaging.decode import load_image
 from service.imaging.gray import border_histogram, median, working_gray
+from service.imaging.png import plain_gray_png
 from service.model_card import IMAGE_SIDE
 from service.settings import DEFAULT_MAX_PIXELS
 
@@ -52,6 +53,13 @@ _LEVELS = np.arange(256, dtype=np.float32)
 
 def preprocess_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Upload bytes → float32 (28, 28) in [0, 1], white digit on black, MNIST-style."""
+    plain = plain_gray_png(data, MNIST_SIZE)
+    if plain is not None:
+        # What most API clients send, read without Pillow's Python layers: the same pixels.
+        ready = _mnist_ready(plain)
+        if ready is not None:
+            return ready / np.float32(255)
+        return _normalize_gray(Image.fromarray(plain))
     image = load_image(data, max_pixels=max_pixels)
     gray = working_gray(image)
     if gray is not image:
@@ -75,22 +83,23 @@ def _normalize_gray(gray: Image.Image) -> np.ndarray:
     # subtract, histogram, point, getbbox, crop, resize); numpy only sees histograms,
     # a coarse background grid, the ink box and the final 20×20 digit.
     if gray.size == (MNIST_SIZE, MNIST_SIZE):
-        pixels = _mnist_ready(gray)
+        pixels = _mnist_ready(np.asarray(gray))
         if pixels is not None:
             # Already what the model was trained on: any resampling would only blur it.
             return pixels / np.float32(255)
     return _centre_in_frame(_fit_box(_crop_to_ink(_ink_image(gray))))
 
 
-def _mnist_ready(gray: Image.Image) -> np.ndarray | None:
-    """The pixels (float32, 0–255) if `gray` is already an MNIST digit: black background,
-    ink within a 20×20 box, centre of mass within 1 px of (14, 14). Else None."""
-    box = gray.getbbox()  # of the non-zero pixels: spans the frame unless the background is 0
-    if box is None or box[2] - box[0] > BOX_SIZE or box[3] - box[1] > BOX_SIZE:
-        return None
-    pixels = np.asarray(gray).astype(np.float32)
+def _mnist_ready(gray: np.ndarray) -> np.ndarray | None:
+    """The pixels (float32, 0–255) if `gray` (uint8, 28×28) is already an MNIST digit:
+    black background, ink within a 20×20 box, centre of mass within 1 px of (14, 14)."""
+    pixels = gray.astype(np.float32)
     row_mass = pixels.sum(axis=1)
     col_mass = pixels.sum(axis=0)
+    rows = np.flatnonzero(row_mass)  # the box of the non-zero pixels: it spans the
+    cols = np.flatnonzero(col_mass)  # frame unless the background is 0
+    if not rows.size or rows[-1] - rows[0] >= BOX_SIZE or cols[-1] - cols[0] >= BOX_SIZE:
+        return None
     total = float(row_mass.sum())
     centre_y = float(row_mass @ _INDEX) / total
     centre_x = float(col_mass @ _INDEX) / total

@@ -6,11 +6,12 @@ when the client had not even finished sending the body: a slow or stalled upload
 and its connection is freed. The deadline covers only the time until the response
 starts; a response already under way is never cut short.
 
-A request is abandoned, too, when its client hangs up before the answer: once the body is
-read, the connection is watched for the disconnect (the app has nothing more to receive).
+A request is abandoned, too, when its client hangs up before the answer: soon after the
+body is read, the connection is watched for the disconnect (the app has nothing more to
+receive).
 
-Abandoning cancels the request's task without waiting for it, so the client gets its
-answer on time. Decoding and inference run in worker threads, which Python cannot
+Abandoning cancels the request's work and answers from another task at once, so the
+client gets its answer on time. Decoding and inference run in worker threads, which Python cannot
 interrupt; the runtime sees the cancellation and its threads stop before the next image
 (service/runtime/abandon.py), so an abandoned request costs at most one image more.
 """
@@ -19,11 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, Literal
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.web.errors import error_response_for
+
+# The watch for a hang-up starts this long after the body is read: most requests are
+# answered sooner and never need one (a task per request cost more than the rest of this
+# middleware); a client that leaves is noticed this much later, which costs nothing.
+WATCH_AFTER_SECONDS = 0.02
+
+Abandoned = Literal["deadline", "client_gone"]
 
 
 class RequestTimeout:
@@ -35,24 +44,56 @@ class RequestTimeout:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = finished = reading = timed_out = False
-        client_gone = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None  # an ASGI server runs each request in a task
+        started = finished = reading = body_read = False
+        abandoned: Abandoned | None = None
+        answer: asyncio.Task[None] | None = None  # the refusal, sent on time by its own task
         watcher: asyncio.Future[Message] | None = None
+        watch_timer: asyncio.TimerHandle | None = None
+
+        def abandon(why: Abandoned) -> None:
+            # The app runs in this request's own task (a task of its own per request cost
+            # more than all the other middlewares): it is cancelled, and the answer goes
+            # out from another task at once, whatever the app is stuck in (a thread that
+            # cannot be interrupted, say): the client is answered on time.
+            nonlocal abandoned, answer
+            if abandoned is not None or finished:
+                return
+            abandoned = why
+            task.cancel()
+            refusal = _refusal(scope, why, reading, self.seconds)
+            answer = loop.create_task(refusal(scope, receive, send))
+
+        def on_deadline() -> None:
+            if not started:  # a response under way is never cut short
+                abandon("deadline")
 
         async def watch_for_disconnect() -> Message:
             # The server answers a receive() after the whole body with `http.disconnect`
             # once the client is gone, or once the response is complete.
             message = await receive()
             if message["type"] == "http.disconnect" and not finished:
-                client_gone.set()
+                abandon("client_gone")
             return message
 
+        def start_watching() -> asyncio.Future[Message]:
+            nonlocal watcher, watch_timer
+            if watch_timer is not None:
+                watch_timer.cancel()
+                watch_timer = None
+            if watcher is None:
+                watcher = asyncio.ensure_future(watch_for_disconnect())
+                watcher.add_done_callback(_consume_outcome)
+            return watcher
+
         async def tracking_receive() -> Message:
-            nonlocal reading, watcher
-            if timed_out:
+            nonlocal reading, watcher, body_read, watch_timer
+            if abandoned is not None:
                 return {"type": "http.disconnect"}
-            if watcher is not None:  # the app asks again after the body: share the watch
-                message = await asyncio.shield(watcher)
+            if body_read:  # the app asks again after the body: share the watch
+                message = await asyncio.shield(start_watching())
                 if message["type"] != "http.disconnect":
                     watcher = None  # handed over once; the next receive is the server's again
                 return message
@@ -63,54 +104,52 @@ class RequestTimeout:
             finally:
                 reading = False
             if message["type"] == "http.request" and not message.get("more_body", False):
-                watcher = asyncio.ensure_future(watch_for_disconnect())
-                watcher.add_done_callback(_consume_outcome)
+                body_read = True
+                watch_timer = loop.call_later(WATCH_AFTER_SECONDS, start_watching)
             return message
 
         async def guarded_send(message: Message) -> None:
             nonlocal started, finished
-            if timed_out:
-                return  # the client already has its 504
+            if abandoned is not None:
+                return  # the client has (or will not read) its answer
             started = started or message["type"] == "http.response.start"
             if message["type"] == "http.response.body" and not message.get("more_body"):
                 finished = True
             await send(message)
 
-        task = asyncio.ensure_future(self.app(scope, tracking_receive, guarded_send))
-        gone = asyncio.ensure_future(client_gone.wait())
+        deadline = loop.call_later(self.seconds, on_deadline)
         try:
-            await asyncio.wait(
-                {task, gone}, timeout=self.seconds, return_when=asyncio.FIRST_COMPLETED
-            )
-            if task.done() or (started and not client_gone.is_set()):
-                await task
-                return
+            await self.app(scope, tracking_receive, guarded_send)
         except asyncio.CancelledError:
-            task.cancel()
-            raise
+            if abandoned is None:
+                raise  # cancelled from outside (the server shutting down): not ours
+            uncancel = getattr(task, "uncancel", None)  # Python 3.11+: it counts cancels
+            if uncancel is not None:
+                uncancel()
         finally:
-            gone.cancel()
-            if watcher is not None and task.done():
+            deadline.cancel()
+            if watch_timer is not None:
+                watch_timer.cancel()
+            if watcher is not None:
                 watcher.cancel()
-        timed_out = True
-        task.cancel()
-        task.add_done_callback(_consume_outcome)
-        if watcher is not None:
-            watcher.cancel()
-        if client_gone.is_set():
-            # Nobody reads this answer (the server drops it), but the metrics and the access
-            # log record the request as the client's doing: nginx's 499, not a 500.
-            status, code = 499, "client_closed_request"
-            message = "the client closed the connection before the response"
-        elif reading:
-            status, code = 408, "request_body_timeout"
-            message = f"the request body was not received within {self.seconds:g} s"
-        else:
-            status, code = 504, "request_timeout"
-            message = f"the request did not complete within {self.seconds:g} s; try again later"
-        # The abandoned body or work is still tied to this connection: do not reuse it.
-        response = error_response_for(scope, status, code, message, headers={"Connection": "close"})
-        await response(scope, receive, send)
+        if answer is not None:
+            await answer  # the request ends once its answer is out
+
+
+def _refusal(scope: Scope, why: Abandoned, reading: bool, seconds: float) -> Response:
+    if why == "client_gone":
+        # Nobody reads this answer (the server drops it), but the metrics and the access
+        # log record the request as the client's doing: nginx's 499, not a 500.
+        status, code = 499, "client_closed_request"
+        message = "the client closed the connection before the response"
+    elif reading:
+        status, code = 408, "request_body_timeout"
+        message = f"the request body was not received within {seconds:g} s"
+    else:
+        status, code = 504, "request_timeout"
+        message = f"the request did not complete within {seconds:g} s; try again later"
+    # The abandoned body or work is still tied to this connection: do not reuse it.
+    return error_response_for(scope, status, code, message, headers={"Connection": "close"})
 
 
 def _consume_outcome(task: asyncio.Future[Any]) -> None:

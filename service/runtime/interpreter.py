@@ -95,6 +95,8 @@ class LiteRTModel:
 
     def predict(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Probabilities for any number of images, `batch_size` at a time."""
+        if len(images) <= batch_size:
+            return self.run(images)
         return np.concatenate(
             [
                 self.run(images[start : start + batch_size])

@@ -87,14 +87,20 @@ class InterpreterPool:
         abandoned: threading.Event | None = None,
     ) -> np.ndarray:
         started = time.perf_counter()
-        chunks = []
-        # Chunk by chunk (~2 ms each), so that abandoned work stops within one chunk.
-        for start in range(0, len(pixels), CHUNK_SIZE):
+        if len(pixels) <= CHUNK_SIZE:
             stop_if(abandoned)
-            chunk = pixels[start : start + CHUNK_SIZE]
-            chunks.append(interpreter.predict(chunk, batch_size=CHUNK_SIZE))
-        raw = np.concatenate(chunks) if len(chunks) != 1 else chunks[0]
+            raw = interpreter.predict(pixels, batch_size=CHUNK_SIZE)
+        else:
+            # Chunk by chunk (~2 ms each), so that abandoned work stops within one chunk.
+            chunks = []
+            for start in range(0, len(pixels), CHUNK_SIZE):
+                stop_if(abandoned)
+                chunk = pixels[start : start + CHUNK_SIZE]
+                chunks.append(interpreter.predict(chunk, batch_size=CHUNK_SIZE))
+            raw = np.concatenate(chunks)
         if self._observer is not None:
             self._observer.inference_done(time.perf_counter() - started)
-        probabilities = np.clip(raw.astype(np.float64), 0.0, None)
-        return probabilities / probabilities.sum(axis=1, keepdims=True)
+        probabilities = raw.astype(np.float64)
+        np.maximum(probabilities, 0.0, out=probabilities)
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        return probabilities

@@ -191,12 +191,11 @@ class Recognizer:
         decoded, in a worker thread, its errors naming the item's index like any other.
         """
         self.model  # noqa: B018
-        abandoned = threading.Event()
-        with self.admission.admit(len(images)), abandon_on_exit(abandoned):
-            return await self._recognize_async(images, read or _identity, abandoned)
+        with self.admission.admit(len(images)):
+            return await self._recognize_async(images, read or _identity)
 
     async def _recognize_async(
-        self, images: Sequence[T], to_bytes: Callable[[T], bytes], abandoned: threading.Event
+        self, images: Sequence[T], to_bytes: Callable[[T], bytes]
     ) -> Recognition:
         if len(images) == 1 and len(images[0]) <= self.settings.inline_max_bytes:
             # Small as sent: read on the loop (a bad one is reported at once); decoded
@@ -204,7 +203,19 @@ class Recognizer:
             data = self._read(0, images[0], to_bytes)
             if _cheap_to_decode(data):
                 return await self._recognize_inline(data)
-            return await in_thread(self._recognize_part, [data], _identity, 0, 1, abandoned)
+            return await self._recognize_in_threads([data], _identity)
+        return await self._recognize_in_threads(images, to_bytes)
+
+    async def _recognize_in_threads(
+        self, images: Sequence[Any], to_bytes: Callable[[Any], bytes]
+    ) -> Recognition:
+        abandoned = threading.Event()  # only threads need telling (runtime/abandon.py)
+        with abandon_on_exit(abandoned):
+            return await self._in_parts(images, to_bytes, abandoned)
+
+    async def _in_parts(
+        self, images: Sequence[T], to_bytes: Callable[[T], bytes], abandoned: threading.Event
+    ) -> Recognition:
         parts = _parts(len(images), self.settings.interpreters)
         recognize = self._recognize_part
         if len(parts) == 1:

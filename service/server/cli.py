@@ -101,6 +101,7 @@ def _run_server(settings: Settings, recognizer: Recognizer, *, shared: bool, **l
         max_header_bytes=settings.max_header_bytes,
         header_timeout_seconds=settings.header_timeout_seconds,
         max_connections=settings.max_connections,
+        keep_alive_seconds=settings.keep_alive_seconds,
     )
     # SIGTERM drains (readiness 503, still serving), then shuts down gracefully, exit 0.
     serve(

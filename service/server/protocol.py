@@ -8,7 +8,7 @@ every 3 s stayed open for ever), and accepts every connection. Here, per worker 
 - a head over `max_header_bytes` gets 431 and the connection closes;
 - a connection must send a complete head within `header_timeout_seconds` of connecting, and
   of the first byte of each later request: 408 if it had started one, else just closed
-  (uvicorn's keep-alive timeout closes idle connections between requests);
+  (the keep-alive timeout, `keep_alive_seconds`, closes idle connections between requests);
 - a connection beyond `max_connections` gets 503 with `Retry-After` as soon as it is
   accepted, before anything is read from it, and is closed;
 - malformed HTTP gets uvicorn's 400, as JSON in the API's error shape.
@@ -31,8 +31,6 @@ from service.web.errors import error_response_for
 
 logger = logging.getLogger(__name__)
 
-# Idle time allowed between two requests on a keep-alive connection (uvicorn's default).
-KEEP_ALIVE_SECONDS = 5
 # How long a refused connection is read (and discarded) after its response: long enough
 # for a client still sending to finish and read the response, short enough to cost nothing.
 LINGER_SECONDS = 2.0
@@ -47,6 +45,7 @@ class ConnectionLimits:
     max_header_bytes: int
     header_timeout_seconds: float
     max_connections: int
+    keep_alive_seconds: float  # idle time allowed between two requests (uvicorn applies it)
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.server.protocol import KEEP_ALIVE_SECONDS, ConnectionLimits, protocol_class
+from service.server.protocol import ConnectionLimits, protocol_class
 from service.server.workers import PARENT_GONE_SIGNAL
 
 logger = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ def serve(
         # uvicorn types it as int but only hands it to asyncio.wait_for.
         timeout_graceful_shutdown=shutdown_timeout_seconds,  # type: ignore[arg-type]
         http=protocol_class(limits),
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_keep_alive=limits.keep_alive_seconds,  # type: ignore[arg-type]  # a float works
         server_header=False,  # no `server: uvicorn`: nothing to tell a scanner
         ws="none",  # no WebSocket route: an `Upgrade` request is answered as plain HTTP
         **uvicorn_options,

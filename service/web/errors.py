@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from service.errors import DigitsError, ModelNotReadyError, OverloadedError
+from service.web.responses import json_response
 
 V2_PREFIX = "/v2"
 
@@ -125,4 +126,14 @@ def error_response_for(
     else:
         detail = ErrorDetail(code=code, message=message, index=index)
         body = ErrorResponse(error=detail).model_dump_json()
-    return Response(body, status_code=status, headers=headers, media_type="application/json")
+    return json_response(body.encode(), status, headers)
+
+
+def internal_error_response(scope: Scope) -> Response:
+    """500 for a failure that is nobody's but ours (it is logged where it is caught)."""
+    return error_response_for(scope, 500, "internal_error", "internal server error")
+
+
+def digits_error_response(scope: Scope, error: DigitsError) -> Response:
+    """One of our errors (the runtime's, or a guard's) as the request's protocol shapes it."""
+    return error_response_for(scope, status_of(error), error.code, error.message, error.index)

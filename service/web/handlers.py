@@ -14,7 +14,11 @@ from starlette.exceptions import HTTPException
 
 from service.errors import DigitsError
 from service.web.bounds import clip
-from service.web.errors import error_response_for, status_of
+from service.web.errors import (
+    digits_error_response,
+    error_response_for,
+    internal_error_response,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +31,9 @@ def install_error_handler(app: FastAPI) -> None:
 
 
 async def handle_error(request: Request, error: Exception) -> Response:
-    respond = functools.partial(error_response_for, request.scope)
     if isinstance(error, DigitsError):
-        return respond(status_of(error), error.code, error.message, error.index)
+        return digits_error_response(request.scope, error)
+    respond = functools.partial(error_response_for, request.scope)
     if isinstance(error, RequestValidationError):
         message, index = _validation_message(error.errors())
         return respond(422, "invalid_request", message, index)
@@ -49,7 +53,7 @@ async def handle_error(request: Request, error: Exception) -> Response:
             message = f"{request.method} is not allowed on {request.url.path} (allowed: {allowed})"
         return respond(status, code, message, headers=error.headers)
     logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
-    return respond(500, "internal_error", "internal server error")
+    return internal_error_response(request.scope)
 
 
 def _validation_message(errors: Any) -> tuple[str, int | None]:

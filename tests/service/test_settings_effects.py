@@ -74,6 +74,9 @@ EFFECT_TESTS: dict[str, list[str]] = {
     "max_header_bytes": [
         "server/test_protocol.py::test_a_head_over_max_header_bytes_is_431_and_the_connection_closes"
     ],
+    "keep_alive_seconds": [
+        "server/test_protocol.py::test_an_idle_connection_is_closed_after_keep_alive_seconds"
+    ],
     "header_timeout_seconds": [
         "server/test_protocol.py::test_a_head_must_arrive_within_header_timeout_seconds"
     ],

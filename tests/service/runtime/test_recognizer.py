@@ -116,10 +116,10 @@ def _request(*images: np.ndarray) -> PredictRequest:
 
 
 def _predict_all(recognizer: Recognizer, requests: list[PredictRequest]) -> list[PredictResponse]:
-    async def together() -> list[PredictResponse]:
+    async def together() -> list[bytes]:
         return await asyncio.gather(*(dataplane.predict(recognizer, r) for r in requests))
 
-    return asyncio.run(together())
+    return [PredictResponse.model_validate_json(body) for body in asyncio.run(together())]
 
 
 class Crowd:

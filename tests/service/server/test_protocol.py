@@ -19,6 +19,7 @@ from tests.subprocess_server import ServerProcess, memory_kib, server_process
 MAX_HEADER_BYTES = 8192  # the default is 16384
 HEADER_TIMEOUT = 2.0  # the default is 5
 MAX_CONNECTIONS = 20  # the default is 1000
+KEEP_ALIVE = 3.0  # the default is 75
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,7 @@ def server() -> Iterator[ServerProcess]:
         "DIGITS_MAX_HEADER_BYTES": str(MAX_HEADER_BYTES),
         "DIGITS_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
         "DIGITS_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+        "DIGITS_KEEP_ALIVE_SECONDS": str(KEEP_ALIVE),
     }
     with server_process(env) as process:
         yield process
@@ -49,6 +51,16 @@ def _read_until_closed(sock: socket.socket, timeout: float = 10) -> bytes:
         if not chunk:
             return received
         received += chunk
+
+
+def _read_health(sock: socket.socket) -> bytes:
+    """One whole `/healthz` answer, leaving the connection open."""
+    received = b""
+    while not received.endswith(b'{"status":"ok"}'):
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {received!r}"
+        received += chunk
+    return received
 
 
 def _parse(response: bytes) -> tuple[int, dict[str, str], dict]:
@@ -119,6 +131,19 @@ def test_a_head_must_arrive_within_header_timeout_seconds(server: ServerProcess)
         assert time.monotonic() - start < HEADER_TIMEOUT + 2
     assert status == 408 and headers["connection"] == "close"
     assert body["error"]["code"] == "header_timeout"
+
+
+def test_an_idle_connection_is_closed_after_keep_alive_seconds(server: ServerProcess) -> None:
+    with _connect(server) as idle:
+        idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _read_health(idle).startswith(b"HTTP/1.1 200")
+        # Longer than the head timeout: between requests, the keep-alive timeout decides.
+        time.sleep(HEADER_TIMEOUT + 0.5)
+        idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _read_health(idle).startswith(b"HTTP/1.1 200")  # still open, and reusable
+        start = time.monotonic()
+        assert _read_until_closed(idle) == b""
+        assert KEEP_ALIVE * 0.75 < time.monotonic() - start < KEEP_ALIVE + 1
 
 
 def test_connections_over_max_connections_get_503_at_once(server: ServerProcess) -> None:
