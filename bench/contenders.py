@@ -50,8 +50,8 @@ def build(
     python = str(REPO_ROOT / ".venv" / "bin" / "python")
     if not Path(python).exists():
         python = sys.executable
-    quiet = {"DIGITS_ACCESS_LOG": "false", "DIGITS_LOG_LEVEL": "warning", "DIGITS_HOST": HOST}
-    digits_env = {**quiet, "DIGITS_PORT": PORT}
+    # The service as shipped: its default settings (the access log is off by default).
+    digits_env = {"DIGITS_HOST": HOST, "DIGITS_PORT": PORT}
     found = [
         Contender("digits", [python, "-m", "service"], digits_env, "/v1/predict", digits_body),
         Contender(
@@ -97,7 +97,7 @@ def _peers(model: Path) -> list[Contender]:
         "MLSERVER_GRPC_PORT": str(free_port()),
         "MLSERVER_METRICS_PORT": str(free_port()),
         "MLSERVER_PARALLEL_WORKERS": workers,
-        "MLSERVER_DEBUG": "false",  # its default logs every request (as digits is run quiet)
+        "MLSERVER_DEBUG": "false",  # its default logs every request (digits: not by default)
         "MLSERVER_MODEL_NAME": "digits",
         "MLSERVER_MODEL_IMPLEMENTATION": "bench.mlserver_runtime.DigitsRuntime",
         "MLSERVER_MODEL_URI": str(model),

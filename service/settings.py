@@ -111,8 +111,10 @@ class Settings(BaseSettings):
     log_level: LogLevel = "info"
     """Log level of the service and of uvicorn."""
 
-    access_log: bool = True
-    """Log one line per HTTP request."""
+    access_log: bool = False
+    """Log one line per HTTP request (uvicorn's access log). Off by default: formatting and
+    writing it took ~25 % of the CPU of a single-image prediction (README, Performance);
+    counts, statuses and latencies per route are in `/metrics`."""
 
     root_path: str = ""
     """URL prefix under which a reverse proxy serves the API (for the links in `/docs`)."""

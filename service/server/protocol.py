@@ -15,6 +15,8 @@ every 3 s stayed open for ever), and accepts every connection. Here, per worker 
 
 Every refusal is JSON, shaped by `service/web/errors.py`, says `Connection: close`, and then
 lingers briefly (reading and discarding) so that the client reads it instead of a reset.
+
+Each response's head goes out with its first body bytes, in one write (coalescing.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from service.server.coalescing import CoalescingTransport
 from service.web.errors import error_response_for
 
 logger = logging.getLogger(__name__)
@@ -123,7 +126,16 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._cancel_head_timer()
-        super().on_headers_complete()
+        before = self.cycle
+        super().on_headers_complete()  # makes the request's cycle; its task runs later
+        if self.cycle is not before:
+            self.cycle.transport = CoalescingTransport(self.transport, self.cycle)  # type: ignore[assignment]
+
+    def on_response_complete(self) -> None:
+        transport = self.cycle.transport if self.cycle is not None else None
+        if isinstance(transport, CoalescingTransport):
+            transport.flush()
+        super().on_response_complete()
 
     def on_message_complete(self) -> None:
         self._in_message = False

@@ -62,7 +62,10 @@ EFFECT_TESTS: dict[str, list[str]] = {
     "port": [f"{_HERE}::test_host_and_port_are_where_the_server_listens"],
     "grpc_port": [f"{_HERE}::test_grpc_port_is_where_every_worker_serves_grpc"],
     "log_level": [f"{_HERE}::test_log_level_and_access_log_decide_what_is_logged"],
-    "access_log": [f"{_HERE}::test_log_level_and_access_log_decide_what_is_logged"],
+    "access_log": [
+        f"{_HERE}::test_log_level_and_access_log_decide_what_is_logged",
+        f"{_HERE}::test_access_log_true_logs_each_request",
+    ],
     "root_path": [f"{_HERE}::test_root_path_is_the_prefix_in_the_openapi_servers"],
     "drain_seconds": [f"{_HERE}::test_drain_seconds_is_how_long_sigterm_keeps_serving"],
     "shutdown_timeout_seconds": [
@@ -179,8 +182,18 @@ def test_log_level_and_access_log_decide_what_is_logged(single: ServerProcess) -
     while completed() < before + 3:  # an access line would be written before these
         assert time.monotonic() < deadline, single.output()  # at "info": no TRACE at all
         time.sleep(0.05)
-    # The default logs each one, e.g. `"GET /digits/readyz HTTP/1.1" 200 OK` (the prefix).
+    # With the access log on, each is logged: `"GET /digits/readyz HTTP/1.1" 200 OK`.
     assert '/readyz HTTP/1.1" 200' not in single.output()
+
+
+def test_access_log_true_logs_each_request() -> None:
+    with _server({"DIGITS_WORKERS": "1", "DIGITS_ACCESS_LOG": "true"}) as server:
+        for _ in range(3):
+            assert httpx.get(server.url + "/readyz").status_code == 200
+        deadline = time.monotonic() + 30
+        while server.output().count('"GET /readyz HTTP/1.1" 200') < 3:
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.05)
 
 
 def test_root_path_is_the_prefix_in_the_openapi_servers(single: ServerProcess) -> None:
