@@ -210,22 +210,17 @@ class Recognizer:
         self, images: Sequence[Any], to_bytes: Callable[[Any], bytes]
     ) -> Recognition:
         abandoned = threading.Event()  # only threads need telling (runtime/abandon.py)
-        with abandon_on_exit(abandoned):
-            return await self._in_parts(images, to_bytes, abandoned)
-
-    async def _in_parts(
-        self, images: Sequence[T], to_bytes: Callable[[T], bytes], abandoned: threading.Event
-    ) -> Recognition:
         parts = _parts(len(images), self.settings.interpreters)
         recognize = self._recognize_part
-        if len(parts) == 1:
-            return await in_thread(recognize, images, to_bytes, 0, len(images), abandoned)
-        # A big batch is cut into one part per interpreter, run in parallel threads: one
-        # part's inference (which releases the GIL) overlaps another's decoding.
-        done = await asyncio.gather(
-            *(in_thread(recognize, images, to_bytes, *part, abandoned) for part in parts),
-            return_exceptions=True,
-        )
+        with abandon_on_exit(abandoned):
+            if len(parts) == 1:
+                return await in_thread(recognize, images, to_bytes, 0, len(images), abandoned)
+            # A big batch is cut into one part per interpreter, run in parallel threads: one
+            # part's inference (which releases the GIL) overlaps another's decoding.
+            done = await asyncio.gather(
+                *(in_thread(recognize, images, to_bytes, *part, abandoned) for part in parts),
+                return_exceptions=True,
+            )
         for outcome in done:  # the first failing part holds the first bad image
             if isinstance(outcome, BaseException):
                 raise outcome

@@ -21,21 +21,9 @@ from starlette.types import Message, Receive, Scope, Send
 
 from samples.uploads import load_test_digits, make_upload
 from service.middleware.request_timeout import RequestTimeout
+from tests.asgi import http_scope
 
 DEADLINE = 0.5
-SCOPE = {
-    "type": "http",
-    "asgi": {"version": "3.0"},
-    "http_version": "1.1",
-    "scheme": "http",
-    "path": "/echo",
-    "raw_path": b"/echo",
-    "query_string": b"",
-    "root_path": "",
-    "headers": [],
-    "server": ("127.0.0.1", 80),
-    "client": ("127.0.0.1", 1234),
-}
 
 
 async def _slow(request: Request) -> Response:
@@ -96,7 +84,7 @@ def test_the_504_goes_out_on_time_whatever_the_work_is_stuck_in() -> None:
         async def stuck(scope: Scope, receive: Receive, send: Send) -> None:
             await run_in_threadpool(time.sleep, 3)  # a thread that is not abandoned
 
-        await RequestTimeout(stuck, seconds=DEADLINE)({**SCOPE, "method": "GET"}, receive, send)
+        await RequestTimeout(stuck, seconds=DEADLINE)(http_scope("GET", "/echo"), receive, send)
 
     started = time.monotonic()
     asyncio.run(request())
@@ -128,7 +116,7 @@ def test_a_stalled_body_gets_408() -> None:
         responses.append(message)
 
     async def request() -> None:
-        scope = {**SCOPE, "method": "POST", "headers": [(b"content-type", b"application/json")]}
+        scope = http_scope("POST", "/echo", [(b"content-type", b"application/json")])
 
         async def echo(scope: Scope, receive: Receive, send: Send) -> None:
             await Request(scope, receive).body()  # waits for the whole body

@@ -21,6 +21,7 @@ from starlette.types import Message
 from service.middleware.body_limit import LINGER_LIMIT_MULTIPLE
 from service.runtime.interpreter import LiteRTModel
 from service.web.errors import ErrorResponse
+from tests.asgi import http_scope
 from tests.conftest import png_base64
 
 Digits = tuple[np.ndarray, np.ndarray]
@@ -193,21 +194,8 @@ def test_streamed_body_over_the_limit_is_413_without_reading_it_all(
             read_when_answered.append(chunks_read)
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/predict",
-        "raw_path": b"/v1/predict",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")],
-        "client": ("127.0.0.1", 1234),
-        "server": ("testserver", 80),
-        "state": {},
-    }
+    headers = [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")]
+    scope = http_scope("POST", "/v1/predict", headers)
     asyncio.run(app(scope, receive, send))
 
     assert read_when_answered == [5]  # the fifth chunk crossed 4096 bytes: answered at once
