@@ -7,7 +7,7 @@ construction.
 
 The answer is serialized here, straight from the arrays, by pydantic's own JSON writer:
 building a `Prediction` model per image only to dump it again cost more than the
-inference of a 28×28 digit. `tests/service/api/test_dataplane.py` holds it to the schema.
+inference of a 28×28 digit. `tests/service/api/test_hot_path.py` holds it to the schema.
 """
 
 from __future__ import annotations
@@ -73,14 +73,11 @@ async def predict_encoded(
         raise InvalidRequestError(f"images: at most {limit} images per request, got {len(images)}")
     IMAGES_PER_REQUEST.observe(len(images))
     pixels, probabilities = await recognizer.recognize_async(images, read)
-    card = recognizer.model.card
     predictions = [
         _prediction(image_id, row, top_k, seen if return_preprocessed else None)
         for image_id, row, seen in zip(ids, probabilities, pixels, strict=True)
     ]
-    return to_json(
-        {"model": {"name": card.name, "version": card.version}, "predictions": predictions}
-    )
+    return to_json({"model": model_info(recognizer), "predictions": predictions})
 
 
 def _prediction(

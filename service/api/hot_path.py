@@ -34,11 +34,13 @@ from service.errors import DigitsError
 from service.runtime.recognizer import Recognizer
 from service.web.errors import digits_error_response, internal_error_response, route_path
 from service.web.json_body import JsonBodyError, check_json_body_async
+from service.web.responses import JSON_MEDIA_TYPE
 
 logger = logging.getLogger(__name__)
 
 PATH = "/v1/predict"
-_JSON = b"application/json"
+_JSON = JSON_MEDIA_TYPE.encode()
+_JSON_HEADER = (b"content-type", _JSON)
 
 
 class PredictHotPath:
@@ -49,7 +51,6 @@ class PredictHotPath:
         self.recognizer = recognizer
         self.route = route  # what routing would record in the scope (metrics label by it)
         self.max_values = max_json_values(recognizer.settings.max_images)
-        self.json_headers = [(b"content-type", _JSON)]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -78,7 +79,7 @@ class PredictHotPath:
             logger.exception("unexpected error on POST %s", PATH)
             await internal_error_response(scope)(scope, receive, send)
             return
-        headers = [*self.json_headers, (b"content-length", str(len(content)).encode())]
+        headers = [_JSON_HEADER, (b"content-length", str(len(content)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 

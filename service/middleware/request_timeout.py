@@ -11,9 +11,9 @@ body is read, the connection is watched for the disconnect (the app has nothing 
 receive).
 
 Abandoning cancels the request's work and answers from another task at once, so the
-client gets its answer on time. Decoding and inference run in worker threads, which Python cannot
-interrupt; the runtime sees the cancellation and its threads stop before the next image
-(service/runtime/abandon.py), so an abandoned request costs at most one image more.
+client gets its answer on time. Decoding and inference run in worker threads, which Python
+cannot interrupt; the runtime sees the cancellation and its threads stop before the next
+image (service/runtime/abandon.py), so an abandoned request costs at most one image more.
 """
 
 from __future__ import annotations

@@ -87,17 +87,13 @@ class InterpreterPool:
         abandoned: threading.Event | None = None,
     ) -> np.ndarray:
         started = time.perf_counter()
-        if len(pixels) <= CHUNK_SIZE:
+        chunks = []
+        # Chunk by chunk (~2 ms each), so that abandoned work stops within one chunk.
+        for start in range(0, len(pixels), CHUNK_SIZE):
             stop_if(abandoned)
-            raw = interpreter.predict(pixels, batch_size=CHUNK_SIZE)
-        else:
-            # Chunk by chunk (~2 ms each), so that abandoned work stops within one chunk.
-            chunks = []
-            for start in range(0, len(pixels), CHUNK_SIZE):
-                stop_if(abandoned)
-                chunk = pixels[start : start + CHUNK_SIZE]
-                chunks.append(interpreter.predict(chunk, batch_size=CHUNK_SIZE))
-            raw = np.concatenate(chunks)
+            chunk = pixels[start : start + CHUNK_SIZE]
+            chunks.append(interpreter.predict(chunk, batch_size=CHUNK_SIZE))
+        raw = np.concatenate(chunks) if len(chunks) != 1 else chunks[0]
         if self._observer is not None:
             self._observer.inference_done(time.perf_counter() - started)
         probabilities = raw.astype(np.float64)

@@ -55,8 +55,7 @@ def test_passive_chunks_and_split_image_data_are_read(digits: np.ndarray) -> Non
     texted = _png(Image.fromarray(digits[1]), pnginfo=info)
     # One IDAT cut in two, as encoders writing in blocks do.
     plain = _png(Image.fromarray(digits[2]))
-    start = plain.index(b"IDAT") - 4
-    (length,) = struct.unpack(">I", plain[start : start + 4])
+    start, length = _first_idat(plain)
     data = plain[start + 8 : start + 8 + length]
     split = plain[:start] + _chunk(b"IDAT", data[:50]) + _chunk(b"IDAT", data[50:])
     split += plain[start + 12 + length :]
@@ -95,9 +94,15 @@ def _interlaced(image: Image.Image) -> bytes:
     return bytes(png)
 
 
-def _bad_idat(png: bytes) -> bytes:
+def _first_idat(png: bytes) -> tuple[int, int]:
+    """Where the first IDAT chunk starts (its length field), and its data's length."""
     start = png.index(b"IDAT") - 4
     (length,) = struct.unpack(">I", png[start : start + 4])
+    return start, length
+
+
+def _bad_idat(png: bytes) -> bytes:
+    start, length = _first_idat(png)
     junk = _chunk(b"IDAT", b"\x00" * length)
     return png[:start] + junk + png[start + 12 + length :]
 
