@@ -18,6 +18,7 @@ timestamped JSON copy).
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import json
 import os
@@ -34,6 +35,7 @@ from bench.http_runs import measure_http
 from bench.images import mnist_pngs, photo_jpegs
 from bench.pipeline import measure_pipeline
 from bench.report import write_report
+from bench.servers import REPO_ROOT
 from service.model_card import ModelCard
 from service.settings import Settings
 
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
     venv_seconds = 0.0
     if not args.no_http:
+        _compile_checkout()
         contenders, peers = build(model_path, seed=not args.no_seed, peers=not args.no_peer)
         results["peers"] = peers
         venv_seconds = sum(float(str(p["venv_created_seconds"])) for p in peers.values())
@@ -121,6 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown)
     print(f"done in {results['seconds']} s: {args.out}/latest.md, latest.png, latest.json")
     return 0
+
+
+def _compile_checkout() -> None:
+    """Bytecode for the servers started from this checkout (digits, the reference app, the
+    seed's), as an installed package has it (pip compiles on install; the peers' venvs do):
+    an editable install has none, and with PYTHONDONTWRITEBYTECODE set (CI, containers)
+    every start would compile each module again, ~0.3 s of digits' ready time (AMD EPYC)."""
+    for package in ("service", "bench"):
+        compileall.compile_dir(REPO_ROOT / package, quiet=1)
 
 
 def _machine() -> dict[str, object]:

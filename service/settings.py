@@ -42,7 +42,6 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="DIGITS_",
-        use_attribute_docstrings=True,
         extra="ignore",
         frozen=True,
         protected_namespaces=(),

@@ -1,8 +1,8 @@
 """413 for request bodies over `DIGITS_MAX_BODY_BYTES`, as pure ASGI, with a lingering close.
 
 Pure ASGI (not BaseHTTPMiddleware, which buffers): a declared Content-Length over the
-limit is refused before the body is read; a chunked body is counted as it streams and
-abandoned as soon as it passes the limit.
+limit is refused before the body is read, one within it passes untouched; a chunked body
+is counted as it streams and abandoned as soon as it passes the limit.
 
 Answering and closing at once is not enough: a client that writes its whole body before
 it reads (Python's `http.client`/`urllib`, for one) is still sending when the server
@@ -53,6 +53,11 @@ class BodySizeLimit:
                 declared <= LINGER_LIMIT_MULTIPLE * self.max_bytes
             )
             await self._refuse(scope, receive, send, received=0, linger=linger)
+            return
+        if declared is not None:
+            # The server frames the body by its declared length (the HTTP parser refuses a
+            # request that also says chunked): within the limit, nothing needs counting.
+            await self.app(scope, receive, send)
             return
 
         received = 0

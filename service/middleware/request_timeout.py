@@ -6,9 +6,9 @@ when the client had not even finished sending the body: a slow or stalled upload
 and its connection is freed. The deadline covers only the time until the response
 starts; a response already under way is never cut short.
 
-A request is abandoned, too, when its client hangs up before the answer: soon after the
-body is read, the connection is watched for the disconnect (the app has nothing more to
-receive).
+A request is abandoned, too, when its client hangs up before the answer: once the body is
+read and the request has run a little while, the connection is watched for the disconnect
+(the app has nothing more to receive).
 
 Abandoning cancels the request's work and answers from another task at once, so the
 client gets its answer on time. Decoding and inference run in worker threads, which Python
@@ -27,9 +27,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.web.errors import error_response_for
 
-# The watch for a hang-up starts this long after the body is read: most requests are
-# answered sooner and never need one (a task per request cost more than the rest of this
-# middleware); a client that leaves is noticed this much later, which costs nothing.
+# The watch for a hang-up starts this long after the request began (or when its body is
+# read, if later): most requests are answered sooner and never need one (a task per request
+# cost more than the rest of this middleware); a client that leaves is noticed this much
+# later, which costs nothing. The same timer then waits for the deadline: one per request.
 WATCH_AFTER_SECONDS = 0.02
 
 Abandoned = Literal["deadline", "client_gone"]
@@ -47,11 +48,12 @@ class RequestTimeout:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None  # an ASGI server runs each request in a task
-        started = finished = reading = body_read = False
+        started = finished = reading = body_read = watch_due = False
         abandoned: Abandoned | None = None
         answer: asyncio.Task[None] | None = None  # the refusal, sent on time by its own task
         watcher: asyncio.Future[Message] | None = None
-        watch_timer: asyncio.TimerHandle | None = None
+        deadline_at = loop.time() + self.seconds
+        timer: asyncio.TimerHandle  # armed below, once the callbacks exist
 
         def abandon(why: Abandoned) -> None:
             # The app runs in this request's own task (a task of its own per request cost
@@ -66,8 +68,15 @@ class RequestTimeout:
             refusal = _refusal(scope, why, reading, self.seconds)
             answer = loop.create_task(refusal(scope, receive, send))
 
-        def on_deadline() -> None:
-            if not started:  # a response under way is never cut short
+        def on_timer() -> None:
+            nonlocal timer, watch_due
+            remaining = deadline_at - loop.time()
+            if remaining > 0:  # the first call: time to watch, then wait for the deadline
+                watch_due = True
+                if body_read:
+                    start_watching()
+                timer = loop.call_later(remaining, on_timer)
+            elif not started:  # a response under way is never cut short
                 abandon("deadline")
 
         async def watch_for_disconnect() -> Message:
@@ -79,17 +88,14 @@ class RequestTimeout:
             return message
 
         def start_watching() -> asyncio.Future[Message]:
-            nonlocal watcher, watch_timer
-            if watch_timer is not None:
-                watch_timer.cancel()
-                watch_timer = None
+            nonlocal watcher
             if watcher is None:
                 watcher = asyncio.ensure_future(watch_for_disconnect())
                 watcher.add_done_callback(_consume_outcome)
             return watcher
 
         async def tracking_receive() -> Message:
-            nonlocal reading, watcher, body_read, watch_timer
+            nonlocal reading, watcher, body_read
             if abandoned is not None:
                 return {"type": "http.disconnect"}
             if body_read:  # the app asks again after the body: share the watch
@@ -105,7 +111,8 @@ class RequestTimeout:
                 reading = False
             if message["type"] == "http.request" and not message.get("more_body", False):
                 body_read = True
-                watch_timer = loop.call_later(WATCH_AFTER_SECONDS, start_watching)
+                if watch_due:
+                    start_watching()
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -117,7 +124,7 @@ class RequestTimeout:
                 finished = True
             await send(message)
 
-        deadline = loop.call_later(self.seconds, on_deadline)
+        timer = loop.call_later(min(WATCH_AFTER_SECONDS, self.seconds), on_timer)
         try:
             await self.app(scope, tracking_receive, guarded_send)
         except asyncio.CancelledError:
@@ -127,9 +134,7 @@ class RequestTimeout:
             if uncancel is not None:
                 uncancel()
         finally:
-            deadline.cancel()
-            if watch_timer is not None:
-                watch_timer.cancel()
+            timer.cancel()
             if watcher is not None:
                 watcher.cancel()
         if answer is not None:

@@ -37,8 +37,6 @@ logger = logging.getLogger(__name__)
 # How long a refused connection is read (and discarded) after its response: long enough
 # for a client still sending to finish and read the response, short enough to cost nothing.
 LINGER_SECONDS = 2.0
-# Seconds a client is told to wait when the connection cap is reached.
-RETRY_AFTER_SECONDS = 1
 # Log "connection cap reached" at most this often: a flood must not flood the log too.
 CAP_LOG_INTERVAL_SECONDS = 10.0
 
@@ -73,8 +71,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if len(self.connections) > self.limits.max_connections:
             self._log_cap()
             message = f"Too many connections: this server takes {self.limits.max_connections}."
-            retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-            self._refuse(503, "too_many_connections", message, retry)
+            self._refuse(503, "too_many_connections", message)  # with Retry-After
             return
         self._start_head_timer()  # a connection that sends nothing is closed too
 
@@ -171,9 +168,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     # --- refusing --------------------------------------------------------------------
 
-    def _refuse(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
+    def _refuse(self, status: int, code: str, message: str) -> None:
         self._refused = True
         self._cancel_head_timer()
         if self.cycle is not None and not self.cycle.response_complete:
@@ -184,7 +179,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         # Shaped by the path when it is known (the request line arrived), else as `/v1`.
         path = bytes(getattr(self, "url", b"")).split(b"?", 1)[0].decode("latin-1")
         scope = {"type": "http", "path": path, "root_path": self.root_path}
-        response = error_response_for(scope, status, code, message, headers=headers)
+        response = error_response_for(scope, status, code, message)
         content = [STATUS_LINE[status]]
         for name, value in [*self.server_state.default_headers, *response.raw_headers]:
             content += [name, b": ", value, b"\r\n"]

@@ -21,6 +21,10 @@ from service.errors import DigitsError, ModelNotReadyError, OverloadedError
 from service.web.responses import json_response
 
 V2_PREFIX = "/v2"
+# Every 503 is temporary (loading, draining, overloaded, the connection cap) and says when
+# to retry. A full queue (512 MNIST-size images) drains in ~0.3 s on one core (README,
+# Hardening): a client retrying after a second finds room, a longer hint would idle us.
+RETRY_AFTER_SECONDS = 1
 
 
 class HttpError(DigitsError):
@@ -119,13 +123,16 @@ def error_response_for(
     index: int | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    """The error in the shape of the request's protocol (see the module docstring)."""
+    """The error in the shape of the request's protocol (see the module docstring); a 503
+    carries `Retry-After` unless `headers` has its own."""
     if is_v2_request(scope):
         # The protocol has no field for `code` or `index`: the message carries them.
         body = V2ErrorResponse(error=message).model_dump_json()
     else:
         detail = ErrorDetail(code=code, message=message, index=index)
         body = ErrorResponse(error=detail).model_dump_json()
+    if status == 503 and not any(name.lower() == "retry-after" for name in headers or ()):
+        headers = {**(headers or {}), "Retry-After": str(RETRY_AFTER_SECONDS)}
     return json_response(body.encode(), status, headers)
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from service.settings import Settings
-from service.settings_doc import BEGIN, END, markdown_table, replace_table
+from service.settings_doc import BEGIN, END, markdown_table, replace_table, setting_descriptions
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_every_setting_is_documented() -> None:
-    for name, field in Settings.model_fields.items():
-        assert field.description, f"Settings.{name} has no docstring"
+    descriptions = setting_descriptions()
+    for name in Settings.model_fields:
+        assert descriptions.get(name), f"Settings.{name} has no docstring"
 
 
 def test_readme_table_matches_the_settings() -> None:

@@ -73,6 +73,19 @@ def test_endless_chunked_upload_is_cut_off_at_the_limit(server: ServerProcess) -
     assert memory_kib(server.process.pid) - rss_before < 16 * 1024
 
 
+def test_a_small_content_length_cannot_smuggle_a_chunked_body_past_the_limit(
+    server: ServerProcess,
+) -> None:
+    # A body within its declared length is not counted (service/middleware/body_limit.py):
+    # that holds only if a request cannot declare a small length and then send a chunked
+    # body of any size. The HTTP parser refuses the pair before any of the body is taken.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as connection:
+        head = _headers(server.port, "Content-Length: 10", "Transfer-Encoding: chunked")
+        connection.sendall(head + b"400\r\n" + b"x" * 1024 + b"\r\n")
+        assert _status_line(connection) == "HTTP/1.1 400 Bad Request"
+        assert _closed(connection)
+
+
 def _closed(connection: socket.socket) -> bool:
     try:
         while connection.recv(65536):

@@ -20,7 +20,7 @@ from starlette.types import Message
 
 from service.middleware.body_limit import LINGER_LIMIT_MULTIPLE
 from service.runtime.interpreter import LiteRTModel
-from service.web.errors import ErrorResponse
+from service.web.errors import RETRY_AFTER_SECONDS, ErrorResponse, error_response_for
 from tests.asgi import http_scope
 from tests.conftest import png_base64
 
@@ -232,3 +232,15 @@ def test_unexpected_server_error_is_500_with_a_generic_message(
     message = _error(response, 500, "internal_error")
     assert "secret" not in message
     assert "secret internal detail" in caplog.text  # logged for the operator
+
+
+def test_every_503_says_when_to_retry_and_a_given_retry_after_wins() -> None:
+    for path in ("/v1/predict", "/v2/models/digits/infer", "/v1/model"):
+        response = error_response_for(http_scope("GET", path), 503, "overloaded", "busy")
+        assert response.headers["retry-after"] == str(RETRY_AFTER_SECONDS)
+    given = error_response_for(
+        http_scope("POST", "/v1/predict"), 503, "draining", "later", headers={"Retry-After": "7"}
+    )
+    assert given.headers.getlist("retry-after") == ["7"]
+    refused = error_response_for(http_scope("POST", "/v1/predict"), 422, "invalid", "no")
+    assert "retry-after" not in refused.headers
