@@ -3,12 +3,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
-# Bytecode for the service's modules, compiled before `serve` and `test` start it, as an
-# installed package has it: an editable install has none, and with PYTHONDONTWRITEBYTECODE
-# set every start compiles each module again (~0.3 s of the time to ready; the tests start
-# servers often). Only changed files are compiled. (`make bench` compiles in bench/run.py.)
-BYTECODE = $(BIN)/python -m compileall -q service
-
 DATA ?= $(or $(DIGITS_MNIST_DATA),$(wildcard ../shared/data/mnist-full),$(wildcard ../shared/data/mnist))
 
 .PHONY: serve train test lint format clean help openapi bench protos
@@ -35,8 +29,12 @@ $(VENV)/.all: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e ".[serve,train,dev,batch]"
 	@touch $@ $(VENV)/.serve
 
+# Bytecode for the service's modules first, as an installed package has it: an editable
+# install has none, and with PYTHONDONTWRITEBYTECODE set every start compiles each module
+# again (~0.3 s of the time to ready; the tests start servers often). Only changed files
+# are compiled.
 serve: $(VENV)/.serve
-	$(BYTECODE)
+	$(BIN)/python -m compileall -q service
 	$(BIN)/python -m service
 
 train: $(VENV)/.all
@@ -44,7 +42,7 @@ train: $(VENV)/.all
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
 test: $(VENV)/.all
-	$(BYTECODE)
+	$(BIN)/python -m compileall -q service
 	$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$status
 
