@@ -4,6 +4,10 @@ SIGTERM mid-load: every request sent before the signal gets its 200, `/readyz` t
 503 at once while the server keeps serving for `DIGITS_DRAIN_SECONDS`, requests in
 flight when the port closes still complete, new connections are then refused, and
 the process exits 0 within drain + shutdown timeout.
+
+One request is in flight across the close by construction, whatever the machine's
+speed: its body is sent in two parts, the second only after the port has refused a
+connection. Fast requests alone may all finish just before the close.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -64,7 +69,9 @@ def _load(server: ServerProcess, kind: str, body: bytes, stop: threading.Event, 
                 return  # the port is closed: this worker is done
 
 
-def _poll_readiness(server: ServerProcess, stop: threading.Event, out: list) -> None:
+def _poll_readiness(
+    server: ServerProcess, stop: threading.Event, closed: threading.Event, out: list
+) -> None:
     while not stop.is_set():
         start = time.monotonic()
         try:
@@ -75,8 +82,31 @@ def _poll_readiness(server: ServerProcess, stop: threading.Event, out: list) -> 
             outcome = type(error).__name__
         out.append(Attempt("readyz", start, time.monotonic(), outcome))
         if outcome == "refused":
+            closed.set()
             return
         time.sleep(0.02)
+
+
+def _straddle_the_close(
+    server: ServerProcess, body: bytes, start_at: float, closed: threading.Event, out: list
+) -> None:
+    """One request sent while the port is open whose body ends only after it closed."""
+    time.sleep(max(0.0, start_at - time.monotonic()))
+    half = len(body) // 2
+
+    def parts() -> Iterator[bytes]:
+        yield body[:half]
+        closed.wait(timeout=DRAIN + SHUTDOWN_TIMEOUT)
+        yield body[half:]
+
+    start = time.monotonic()
+    outcome: int | str
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            outcome = client.post("/v1/predict", content=parts(), headers=JSON).status_code
+    except httpx.TransportError as error:
+        outcome = type(error).__name__
+    out.append(Attempt("straddling", start, time.monotonic(), outcome))
 
 
 def test_sigterm_under_load_drains_then_exits_0() -> None:
@@ -87,14 +117,17 @@ def test_sigterm_under_load_drains_then_exits_0() -> None:
     }
     attempts: list[Attempt] = []
     probes: list[Attempt] = []
-    stop = threading.Event()
+    straddling: list[Attempt] = []
+    stop, closed = threading.Event(), threading.Event()
     with server_process(env) as server:
         kinds = ["light"] * LIGHT_WORKERS + ["heavy"] * HEAVY_WORKERS
         threads = [
             threading.Thread(target=_load, args=(server, kind, bodies[kind], stop, attempts))
             for kind in kinds
         ]
-        threads.append(threading.Thread(target=_poll_readiness, args=(server, stop, probes)))
+        threads.append(
+            threading.Thread(target=_poll_readiness, args=(server, stop, closed, probes))
+        )
         for thread in threads:
             thread.start()
         try:
@@ -105,6 +138,12 @@ def test_sigterm_under_load_drains_then_exits_0() -> None:
                 time.sleep(0.05)
             signalled = time.monotonic()
             server.process.send_signal(signal.SIGTERM)
+            straddler = threading.Thread(
+                target=_straddle_the_close,
+                args=(server, bodies["light"], signalled + DRAIN * 0.5, closed, straddling),
+            )
+            straddler.start()
+            threads.append(straddler)
             returncode = server.process.wait(timeout=DRAIN + SHUTDOWN_TIMEOUT + 10)
             exited = time.monotonic()
         finally:
@@ -138,11 +177,13 @@ def test_sigterm_under_load_drains_then_exits_0() -> None:
     assert probes[-1].outcome == "refused"
 
     # Requests in flight when the port closed (started while it was open, finished after
-    # the first refused connection) completed with 200.
+    # the first refused connection) completed with 200; the straddling one always is.
     last_open = max(p.end for p in probes if p.outcome != "refused")
-    closed = next(p.start for p in probes if p.outcome == "refused")
-    spanning = [a for a in attempts if a.start < last_open and a.end > closed]
-    assert spanning and all(a.outcome == 200 for a in spanning), spanning
+    closed_at = next(p.start for p in probes if p.outcome == "refused")
+    spanning = [a for a in attempts + straddling if a.start < last_open and a.end > closed_at]
+    assert [a.kind for a in straddling] == ["straddling"], straddling
+    assert straddling[0] in spanning, (straddling, last_open, closed_at)
+    assert all(a.outcome == 200 for a in spanning), spanning
 
 
 def test_second_sigterm_ends_the_drain_early() -> None:
