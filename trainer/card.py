@@ -75,8 +75,7 @@ def choose_serving_default(
     machine = eligible[chosen][3].machine
     return chosen, (
         f"fastest quantized variant within {max_drop_pp} pp of the float model's accuracy "
-        f"on this machine, {machine} ({figures}); full int8 gains most on CPUs with "
-        "AVX-512 VNNI or AVX-VNNI"
+        f"on this machine, {machine} ({figures})"
     )
 
 

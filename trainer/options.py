@@ -19,7 +19,7 @@ class TrainingOptions:
     data: str | None = None
     out: Path = Path("models")
     architecture: str = "digits_cnn"
-    epochs: int = 30
+    epochs: int = 40
     batch_size: int = 64
     learning_rate: float = 0.003
     label_smoothing: float = 0.0
