@@ -24,8 +24,11 @@ from PIL import Image, ImageDraw
 from tests.subprocess_server import ServerProcess, server_process
 
 DEADLINE = 4.0
-SIDE = 1500  # ~17 KB as PNG, ~70 ms of CPU to decode and preprocess (AMD EPYC)
-IMAGES = 250  # ~17 CPU-s of work in a 5.6 MB body: far more than the deadline allows
+# ~52 KB as PNG; 92 ms of CPU to decode and preprocess on an Intel Xeon (AVX-512), more on
+# slower machines. At 1500 px (25 ms there) two threads finished all 250 images inside the
+# deadline on that Xeon, and the request got its 200 instead of the 504 it is about.
+SIDE = 3000
+IMAGES = 250  # ~23 CPU-s of work (Xeon) in a 17 MB body: far more than the deadline allows
 # After the request is given up on, the worker may finish the images it is decoding at that
 # moment (~0.15 CPU-s), then must idle. Measured in a window after that, as a share of the CPU
 # it used per second while working: the cores are shared (other tests, the machine's other
@@ -51,7 +54,8 @@ def server() -> Iterator[ServerProcess]:
 @pytest.fixture(scope="module")
 def body() -> bytes:
     image = Image.new("RGBA", (SIDE, SIDE), (255, 255, 255, 255))
-    ImageDraw.Draw(image).line((400, 300, 1100, 1200), fill=(0, 0, 0, 255), width=90)
+    stroke = (SIDE * 4 // 15, SIDE // 5, SIDE * 11 // 15, SIDE * 4 // 5)  # a "1", corner to corner
+    ImageDraw.Draw(image).line(stroke, fill=(0, 0, 0, 255), width=SIDE * 3 // 50)
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     data = base64.b64encode(buffer.getvalue()).decode()
