@@ -73,8 +73,10 @@ class Settings(BaseSettings):
     up to 13 bytes × `max_pixels` while it is decoded (README, Hardening)."""
 
     interpreters: int = Field(default=2, ge=1, le=64)
-    """Number of LiteRT interpreters, i.e. inferences that can run at the same time.
-    One per CPU core is a good start."""
+    """LiteRT interpreters per process: the event loop's own, the rest lent to worker
+    threads one at a time (a thread waits while all are lent). LiteRT holds the GIL while
+    it runs, so a process infers one batch at a time however many it has: more cores
+    need more `workers`, not more interpreters."""
 
     interpreter_threads: int = Field(default=1, ge=1, le=64)
     """CPU threads each interpreter uses for one inference."""

@@ -77,7 +77,10 @@ async def predict_encoded(
         _prediction(image_id, row, top_k, seen if return_preprocessed else None)
         for image_id, row, seen in zip(ids, probabilities, pixels, strict=True)
     ]
-    return to_json({"model": model_info(recognizer), "predictions": predictions})
+    # The card's two fields as a plain dict: a `ModelInfo` per request cost more than its JSON.
+    card = recognizer.model.card
+    model = {"name": card.name, "version": card.version}
+    return to_json({"model": model, "predictions": predictions})
 
 
 def _prediction(

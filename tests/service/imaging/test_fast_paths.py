@@ -1,7 +1,7 @@
 """The serving fast paths give the same answers as the plain path.
 
-Small single images run on the event loop (micro-batched), big batches are split over
-the interpreters in parallel threads, and `python -m service` forks one worker per
+Small single images run on the event loop (micro-batched), a batch's MNIST-ready PNGs are
+checked together (`preprocess_images`), and `python -m service` forks one worker per
 core: none of that may change a prediction, an error, or how the process stops.
 """
 
@@ -49,23 +49,31 @@ def test_inline_batched_and_threaded_paths_agree(
     assert (answers[0].argmax(axis=1) == clear_digits[1][:6]).all()
 
 
-def test_a_big_batch_split_over_interpreters_keeps_order_and_first_bad_index(
+def test_a_big_mixed_batch_keeps_order_and_names_the_first_bad_image(
     make_app: Callable[..., FastAPI], clear_digits: Digits
 ) -> None:
+    # Every third image is off-centre (the general path), the rest are MNIST-ready (the
+    # batch's fast path): each must get the answer it gets alone, in its place.
     digits, labels = clear_digits
-    images = [png_base64(digits[i % len(digits)]) for i in range(96)]
+    images = []
+    for i in range(96):
+        digit = digits[i % len(digits)]
+        images.append(png_base64(np.roll(digit, 5, axis=1) if i % 3 == 0 else digit))
     expected = np.array([labels[i % len(digits)] for i in range(96)])
-    with TestClient(make_app(interpreters=1)) as client:
-        single = _probabilities(client, images)
-    with TestClient(make_app(interpreters=3)) as client:  # three parallel parts
-        split = _probabilities(client, images)
+    with TestClient(make_app()) as client:
+        alone = np.concatenate([_probabilities(client, [image]) for image in images])
+        together = _probabilities(client, images)
+        blank = png_base64(np.zeros((28, 28), np.uint8))  # no digit
         bad = list(images)
-        bad[70] = bad[90] = png_base64(np.zeros((28, 28), np.uint8))  # blank: no digit
-        response = client.post("/v1/predict", json={"images": [{"data": i} for i in bad]})
-    np.testing.assert_allclose(split, single, rtol=1e-6)
-    assert (split.argmax(axis=1) == expected).all()
-    assert response.status_code == 422
-    assert response.json()["error"]["index"] == 70
+        bad[70] = bad[90] = blank
+        blanks = client.post("/v1/predict", json={"images": [{"data": i} for i in bad]})
+        bad[80] = "not base64!"  # read before any image is decoded, yet not named first
+        mixed = client.post("/v1/predict", json={"images": [{"data": i} for i in bad]})
+    np.testing.assert_allclose(together, alone, rtol=1e-6)
+    assert (together.argmax(axis=1) == expected).all()
+    for response in (blanks, mixed):
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["index"] == 70
 
 
 def _free_port() -> int:

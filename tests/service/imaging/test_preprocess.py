@@ -29,7 +29,13 @@ from samples.uploads import (
 )
 from service.errors import DigitsError, ImageTooLargeError, InvalidImageError
 from service.imaging.decode import decode_base64_image, load_image
-from service.imaging.preprocess import normalize_digit, preprocess_image
+from service.imaging.preprocess import (
+    _mnist_ready,
+    _mnist_ready_batch,
+    normalize_digit,
+    preprocess_image,
+    preprocess_images,
+)
 from service.settings import DEFAULT_MAX_PIXELS
 
 CENTRE = 14.0  # MNIST's convention: centre of mass within ±0.5 px of pixel (14, 14)
@@ -124,6 +130,58 @@ def test_mnist_digits_pass_through_unchanged() -> None:
     )
     assert (differences <= 1e-6).mean() >= 0.999
     assert np.median(differences) == 0.0
+
+
+def _boxes(rng: np.random.Generator, count: int) -> list[np.ndarray]:
+    """28×28 images of one ink box each, sizes, places and ink levels spread over both
+    sides of every limit of the MNIST-ready rule (box 20 px, centre ±1 px, contrast)."""
+    images = []
+    for _ in range(count):
+        height, width = rng.integers(14, 24, size=2)
+        top, left = rng.integers(0, 29 - height), rng.integers(0, 29 - width)
+        image = np.zeros((28, 28), np.uint8)
+        image[top : top + height, left : left + width] = rng.integers(1, 256, (height, width))
+        image[top : top + height, left : left + width] //= np.uint8(rng.integers(1, 12))  # faint
+        images.append(image)
+    exact = np.zeros((28, 28), np.uint8)
+    exact[4:23, 10:18] = 24  # 19 rows: centre exactly 1 px off (13.0); contrast at the limit
+    images += [exact, np.roll(exact, 1, axis=0), np.full((28, 28), 1, np.uint8)]
+    return images
+
+
+def test_a_batch_gives_each_image_the_pixels_it_gets_alone(
+    digits: tuple[np.ndarray, np.ndarray],
+) -> None:
+    rng = np.random.default_rng(7)
+    arrays = list(digits[0][:100]) + _boxes(rng, 400)
+    uploads = [encode_png(array) for array in arrays]
+    uploads += [make_upload(digits[0][i], STYLES[i % len(STYLES)], rng) for i in range(20)]
+    alone, kept = [], []
+    for upload in uploads:
+        try:
+            alone.append(preprocess_image(upload))
+            kept.append(upload)
+        except InvalidImageError:
+            pass  # blank: no digit, in a batch too (below)
+    ready = _mnist_ready_batch(np.stack(arrays))[1]
+    assert 0.2 < ready.mean() < 0.8  # both sides of the rule are exercised
+    assert [_mnist_ready(array) is not None for array in arrays] == ready.tolist()
+    np.testing.assert_array_equal(preprocess_images(kept), np.stack(alone))
+
+
+def test_a_bad_image_in_a_batch_raises_as_it_does_alone() -> None:
+    digit = load_test_digits(1)[0][0]
+    uploads = [encode_png(digit), encode_png(np.zeros((28, 28), np.uint8)), b"junk"]
+    with pytest.raises(InvalidImageError, match="blank"):
+        preprocess_images(uploads)
+    seen: list[int] = []
+
+    def one(index: int, data: bytes) -> np.ndarray:
+        seen.append(index)
+        return np.zeros((28, 28), np.float32)
+
+    assert preprocess_images(uploads, one).shape == (3, 28, 28)
+    assert seen == [1, 2]  # the MNIST-ready digit never reached the general path
 
 
 def test_mnist_digit_through_the_general_path_stays_close(
