@@ -1,7 +1,7 @@
 """Who `make bench` measures over HTTP, how each is started, and what it is sent.
 
 - `digits`: this service as shipped (`python -m service`, default settings);
-- `digits-batching`: the same with micro-batching on;
+- `digits-unbatched`: the same with micro-batching off (`DIGITS_BATCHING=false`);
 - `reference`: a bare FastAPI app with `/v1/predict`'s schemas and no image work
   (bench/reference_app.py), the yardstick of issue 14's targets;
 - peers, the same .tflite and preprocessing in another serving framework, each in its
@@ -55,9 +55,9 @@ def build(
     found = [
         Contender("digits", [python, "-m", "service"], digits_env, "/v1/predict", digits_body),
         Contender(
-            "digits-batching",
+            "digits-unbatched",
             [python, "-m", "service"],
-            {**digits_env, "DIGITS_BATCHING": "true"},
+            {**digits_env, "DIGITS_BATCHING": "false"},
             "/v1/predict",
             digits_body,
             batch_sizes=(),  # batching only concerns single-image requests

@@ -12,7 +12,7 @@ from typing import Any
 
 Row = tuple[str, str, str, bool]
 # Contenders that are not peers: ours, and the yardstick.
-NOT_PEERS = frozenset({"digits", "digits-batching", "reference"})
+NOT_PEERS = frozenset({"digits", "digits-unbatched", "reference"})
 # What "the seed's way" is called beside the frameworks.
 PEER_TITLES = {
     "seed": "seed's way",

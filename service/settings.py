@@ -85,11 +85,11 @@ class Settings(BaseSettings):
     """Server processes sharing the port, each with its own interpreters; 0 means one per
     CPU core available to the process. The model is verified once, before they fork."""
 
-    batching: bool = False
+    batching: bool = True
     """Dynamic micro-batching: small single-image requests that arrive together share one
-    interpreter call, started at the next event-loop turn (never held back on a timer). Off
-    by default: on 2 cores it lost to plain per-request inference at concurrency 1, 8 and 64
-    (README)."""
+    interpreter call, started at the next event-loop turn (never held back on a timer); on a
+    quiet server a lone request runs at once. Under load the server then works in bursts:
+    at concurrency 64, 221 instead of 343 µs of CPU per request (README, Performance)."""
 
     batch_max_size: int = Field(default=32, ge=1, le=1024)
     """Most images in one micro-batch."""

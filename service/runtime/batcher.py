@@ -10,6 +10,11 @@ Flush policy, chosen so that no request ever waits on a timer:
 - while all `max_running` runners are busy, requests queue and the next batch starts as
   soon as one is free (continuous batching).
 
+On a quiet server even one loop turn is too many: after `QUIET_STREAK` batches of one
+request in a row, a request that finds nothing queued or running runs at once, without
+yielding, except every `PROBE_EVERY`-th, which still waits its turn. When load grows, that
+probe's batch collects the requests that arrived meanwhile, and batching resumes.
+
 There is deliberately no "wait up to N ms for company" (issue 10): the service decodes
 small images on the event loop itself, so no other request can be mid-decode while a
 batch is pending, and for this CNN a shared call saves nothing per image, while every
@@ -30,6 +35,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 RunBatch = Callable[[np.ndarray], np.ndarray]
+
+# Batches of one in a row after which the server counts as quiet (see the module doc),
+# and how often a request on a quiet server still waits a loop turn for company.
+QUIET_STREAK = 4
+PROBE_EVERY = 8
 
 
 @dataclass
@@ -74,15 +84,41 @@ class MicroBatcher:
         self._pending_images = 0
         self._running = 0
         self._scheduled: asyncio.Handle | None = None
+        self._lone_batches = 0  # batches of one request in a row
+        self._quiet_runs = 0
 
     async def submit(self, images: np.ndarray) -> np.ndarray:
         """Run `images` (N, ...) in some batch; returns the N rows of output for them."""
+        if self._quiet():
+            return self._run_now(images)
         loop = asyncio.get_running_loop()
         item = _Item(images, loop.create_future())
         self._pending.append(item)
         self._pending_images += len(images)
         self._schedule(loop)
         return await item.future
+
+    def _quiet(self) -> bool:
+        if (
+            self.offload  # a thread's batch is awaited anyway
+            or self._lone_batches < QUIET_STREAK
+            or self._pending
+            or self._running
+        ):
+            return False
+        self._quiet_runs += 1
+        return self._quiet_runs % PROBE_EVERY != 0
+
+    def _run_now(self, images: np.ndarray) -> np.ndarray:
+        if self.on_queue_wait is not None:
+            self.on_queue_wait(0.0)
+        self._count(images)
+        return self._run_batch(images)
+
+    def _count(self, images: np.ndarray) -> None:
+        self.stats.batches += 1
+        self.stats.images += len(images)
+        self.stats.largest = max(self.stats.largest, len(images))
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._pending or self._running >= self.max_running:
@@ -112,6 +148,7 @@ class MicroBatcher:
             items = self._take()
             if not items:
                 return
+            self._lone_batches = self._lone_batches + 1 if len(items) == 1 else 0
             started = time.perf_counter()
             if self.on_queue_wait is not None:
                 for item in items:
@@ -121,9 +158,7 @@ class MicroBatcher:
                 if len(items) > 1
                 else items[0].images
             )
-            self.stats.batches += 1
-            self.stats.images += len(images)
-            self.stats.largest = max(self.stats.largest, len(images))
+            self._count(images)
             if self.offload:
                 self._running += 1
                 task = loop.run_in_executor(None, self._run_batch, images)

@@ -38,8 +38,8 @@ def test_inline_batched_and_threaded_paths_agree(
     images = [png_base64(digit) for digit in clear_digits[0][:6]]
     answers = []
     for overrides in (
-        {"batching": True},  # inline on the loop, micro-batched
-        {},  # inline, one interpreter call each (the default)
+        {},  # inline on the loop, micro-batched (the default)
+        {"batching": False},  # inline, one interpreter call each
         {"inline_max_bytes": 0},  # every request in a worker thread
     ):
         with TestClient(make_app(**overrides)) as client:

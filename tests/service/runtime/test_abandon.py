@@ -25,8 +25,10 @@ from tests.conftest import png_base64
 def digits() -> list[str]:
     from samples.uploads import load_test_digits
 
+    # Off-centre, so that each takes the general path (`preprocess_image`, slowed below)
+    # rather than the batch's check for MNIST-ready digits.
     images, _ = load_test_digits(128)
-    return [png_base64(image) for image in images]
+    return [png_base64(np.roll(image, 5, axis=1)) for image in images]
 
 
 def test_a_cancelled_request_decodes_no_more_images(
@@ -53,8 +55,8 @@ def test_a_cancelled_request_decodes_no_more_images(
     at_cancel = len(decoded)
     time.sleep(0.5)  # the old code went on decoding all 128 meanwhile
     assert 0 < at_cancel < 64
-    # At most the image each of the (two) part threads was decoding when cancelled.
-    assert len(decoded) <= at_cancel + 2
+    # At most the image its thread was decoding when cancelled.
+    assert len(decoded) <= at_cancel + 1
     assert recognizer.admission.in_flight == 0
 
 

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from service.runtime.batcher import MicroBatcher
+from service.runtime.batcher import PROBE_EVERY, QUIET_STREAK, MicroBatcher
 
 
 class Recorder:
@@ -100,3 +100,36 @@ def test_queue_wait_is_reported() -> None:
 
     asyncio.run(scenario())
     assert len(waits) == 3 and all(0 <= w < 1.0 for w in waits)
+
+
+def test_on_a_quiet_server_lone_requests_run_at_once_and_load_brings_batching_back() -> None:
+    recorder = Recorder()
+
+    async def scenario() -> tuple[list[bool], list[int]]:
+        loop = asyncio.get_running_loop()
+        batcher = MicroBatcher(recorder, max_batch=64)
+        at_once = []
+        for i in range(QUIET_STREAK + PROBE_EVERY):
+            turns = 0
+
+            def count_turn() -> None:
+                nonlocal turns
+                turns += 1
+
+            loop.call_soon(count_turn)  # runs at the next loop turn, if there is one first
+            await batcher.submit(_images(i))
+            at_once.append(turns == 0)
+        # Load arrives: requests come in together. Within PROBE_EVERY of them a probe
+        # waits its turn, collects the rest, and the batcher is batching again.
+        recorder.sizes.clear()
+        await asyncio.gather(*(batcher.submit(_images(i)) for i in range(3 * PROBE_EVERY)))
+        await asyncio.gather(*(batcher.submit(_images(i)) for i in range(10)))
+        return at_once, recorder.sizes
+
+    at_once, sizes = asyncio.run(scenario())
+    # The first QUIET_STREAK lone requests waited a turn; after them, all but the probe ran
+    # at once (the probe is the PROBE_EVERY-th request counted from the quiet start).
+    expected = [False] * QUIET_STREAK + [(k + 1) % PROBE_EVERY != 0 for k in range(PROBE_EVERY)]
+    assert at_once == expected
+    assert len(sizes) < PROBE_EVERY + 2  # not one call per request
+    assert sizes[-1] == 10  # batching again: ten requests, one call

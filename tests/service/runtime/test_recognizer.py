@@ -152,8 +152,8 @@ class Crowd:
 @pytest.mark.parametrize(
     ("overrides", "sizes"),
     [
-        ({}, [1] * 7),  # off: one interpreter call per request
-        ({"batching": True}, [7]),  # the 7 requests arrived together: one call
+        ({"batching": False}, [1] * 7),  # off: one interpreter call per request
+        ({}, [7]),  # on by default: the 7 requests arrived together, one call
         ({"batching": True, "batch_max_size": 3}, [3, 3, 1]),
     ],
 )
@@ -212,8 +212,10 @@ def test_decode_threads_bounds_how_many_images_are_decoded_at_once(
 
     monkeypatch.setattr(service.runtime.recognizer, "preprocess_image", crowded)
     # Two-image requests decode in worker threads, one image after the other: 4 requests
-    # could decode 4 images at once but for the setting.
-    requests = [_request(images[2 * i], images[2 * i + 1]) for i in range(4)]
+    # could decode 4 images at once but for the setting. Off-centre digits take the general
+    # path (`preprocess_image`): a batch's MNIST-ready digits are checked all at once.
+    off_centre = np.roll(images[:8], 5, axis=2)
+    requests = [_request(off_centre[2 * i], off_centre[2 * i + 1]) for i in range(4)]
     responses = _predict_all(recognizer, requests)
     assert crowd.peak == 2
     assert [p.digit for r in responses for p in r.predictions] == labels[:8].tolist()
