@@ -20,7 +20,6 @@ import base64
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # `python bench/soak.py` as well as `-m bench.soak`
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench.servers import free_port  # noqa: E402
 from samples.uploads import load_test_digits, make_upload  # noqa: E402
 
 
@@ -98,16 +98,9 @@ def request_mix(seed: int = 0) -> list[Request]:
     return mix
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
 def running_server(workers: int | None) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_")}
     env.update(DIGITS_HOST="127.0.0.1", DIGITS_PORT=str(port), DIGITS_ACCESS_LOG="false")
     env.update(DIGITS_LOG_LEVEL="warning", DIGITS_DRAIN_SECONDS="0")
