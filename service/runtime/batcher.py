@@ -99,6 +99,8 @@ class MicroBatcher:
         return await item.future
 
     def _quiet(self) -> bool:
+        """Whether this request runs at once; each quiet run is counted, so that every
+        PROBE_EVERY-th still waits its turn."""
         if (
             self.offload  # a thread's batch is awaited anyway
             or self._lone_batches < QUIET_STREAK

@@ -25,8 +25,9 @@ from tests.subprocess_server import ServerProcess, server_process
 
 DEADLINE = 4.0
 # ~52 KB as PNG; 92 ms of CPU to decode and preprocess on an Intel Xeon (AVX-512), more on
-# slower machines. At 1500 px (25 ms there) two threads finished all 250 images inside the
-# deadline on that Xeon, and the request got its 200 instead of the 504 it is about.
+# slower machines. At 1500 px (25 ms there) all 250 images were done inside the deadline on
+# that Xeon (a batch was then split over two threads), and the request got its 200 instead
+# of the 504 it is about; in one thread they would still take only ~1.5× the deadline.
 SIDE = 3000
 IMAGES = 250  # ~23 CPU-s of work (Xeon) in a 17 MB body: far more than the deadline allows
 # After the request is given up on, the worker may finish the images it is decoding at that
