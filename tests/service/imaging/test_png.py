@@ -82,6 +82,7 @@ def test_anything_else_takes_the_general_path(digits: np.ndarray) -> None:
         "truncated": plain[: len(plain) // 2],
         "no PNG": b"GIF89a" + plain[6:],
         "image data that does not inflate": _bad_idat(plain),
+        "image data cut short": _short_idat(plain),
     }
     for name, data in others.items():
         assert plain_gray_png(data, 28) is None, name
@@ -99,6 +100,13 @@ def _first_idat(png: bytes) -> tuple[int, int]:
     start = png.index(b"IDAT") - 4
     (length,) = struct.unpack(">I", png[start : start + 4])
     return start, length
+
+
+def _short_idat(png: bytes) -> bytes:
+    """`png` whose image data (a zlib stream) stops before its end."""
+    start, length = _first_idat(png)
+    data = png[start + 8 : start + 8 + length]
+    return png[:start] + _chunk(b"IDAT", data[:-6]) + png[start + 12 + length :]
 
 
 def _bad_idat(png: bytes) -> bytes:
