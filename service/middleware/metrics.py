@@ -51,6 +51,27 @@ UNMATCHED_ROUTE = "unmatched"
 _current: ContextVar[Metrics | None] = ContextVar("digits_metrics", default=None)
 
 
+def _use_cached_process_id() -> None:
+    """In multi-process mode, prometheus_client asks the kernel for the process id at every
+    value it writes, to notice a fork: 9 system calls per prediction request (2 per
+    histogram observation), a sixth of the metrics' cost on a quiet server. The id is read
+    once here and again in each forked child instead (`os.register_at_fork`), which is
+    exactly when it changes; prometheus_client takes such a function for this purpose."""
+    if values.ValueClass is values.MutexValue:
+        return  # single process: nothing asks for the id
+    process_id = os.getpid()
+
+    def forked() -> None:
+        nonlocal process_id
+        process_id = os.getpid()
+
+    os.register_at_fork(after_in_child=forked)
+    values.ValueClass = values.MultiProcessValue(process_identifier=lambda: process_id)
+
+
+_use_cached_process_id()
+
+
 class Metrics:
     """The metrics of one app, in their own registry."""
 

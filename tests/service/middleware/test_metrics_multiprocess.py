@@ -94,6 +94,10 @@ def test_every_scrape_counts_the_requests_of_every_worker(tmp_path: Path) -> Non
         assert _value(metrics, "digits_worker_processes") == WORKERS
         assert _value(metrics, "digits_model_ready") == 1
         (folder,) = tmp_path.glob("digits-metrics-*")
+        # Each forked worker writes its own files, named by its process id (which the
+        # metrics read once per process, not at every value: service/middleware/metrics.py).
+        writers = {path.stem.rpartition("_")[2] for path in folder.glob("histogram_*.db")}
+        assert len(writers) == WORKERS and str(server.process.pid) not in writers
         server.process.terminate()
         assert server.process.wait(timeout=60) == 0
     assert not folder.exists()
