@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -254,7 +254,8 @@ class MetricsMiddleware:
                 counter.inc()
                 histogram.observe(time.perf_counter() - start)
 
-        async def send_and_note_status(message: Message) -> None:
+        def send_and_note_status(message: Message) -> Awaitable[None]:
+            # A plain function handing back `send`'s awaitable: no coroutine of its own.
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -262,7 +263,7 @@ class MetricsMiddleware:
                 # Before the last bytes go: a client holding its whole response that then
                 # scrapes (another worker, perhaps) must find the request counted.
                 record()
-            await send(message)
+            return send(message)
 
         token = _current.set(self.metrics)
         try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from typing import Any, Literal
 
 from starlette.responses import Response
@@ -115,14 +116,15 @@ class RequestTimeout:
                     start_watching()
             return message
 
-        async def guarded_send(message: Message) -> None:
+        def guarded_send(message: Message) -> Awaitable[None]:
+            # A plain function handing back `send`'s awaitable: no coroutine of its own.
             nonlocal started, finished
             if abandoned is not None:
-                return  # the client has (or will not read) its answer
+                return _sent_nowhere()  # the client has (or will not read) its answer
             started = started or message["type"] == "http.response.start"
             if message["type"] == "http.response.body" and not message.get("more_body"):
                 finished = True
-            await send(message)
+            return send(message)
 
         timer = loop.call_later(min(WATCH_AFTER_SECONDS, self.seconds), on_timer)
         try:
@@ -155,6 +157,10 @@ def _refusal(scope: Scope, why: Abandoned, reading: bool, seconds: float) -> Res
         message = f"the request did not complete within {seconds:g} s; try again later"
     # The abandoned body or work is still tied to this connection: do not reuse it.
     return error_response_for(scope, status, code, message, headers={"Connection": "close"})
+
+
+async def _sent_nowhere() -> None:
+    pass
 
 
 def _consume_outcome(task: asyncio.Future[Any]) -> None:

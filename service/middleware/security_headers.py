@@ -16,6 +16,8 @@ A header a route set itself is kept.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -46,12 +48,13 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
-        async def send_with_headers(message: Message) -> None:
+        def send_with_headers(message: Message) -> Awaitable[None]:
+            # A plain function handing back `send`'s awaitable: no coroutine of its own.
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in headers}
                 headers += [header for header in SECURITY_HEADERS if header[0] not in present]
                 message = {**message, "headers": headers}
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import FrameType
 from typing import Any, Protocol
 
@@ -144,11 +144,12 @@ class CloseConnectionsWhileDraining:
             await self.app(scope, receive, send)
             return
 
-        async def send_closing(message: Message) -> None:
+        def send_closing(message: Message) -> Awaitable[None]:
+            # A plain function handing back `send`'s awaitable: no coroutine of its own.
             if message["type"] == "http.response.start" and self.is_draining():
                 headers = [(k, v) for k, v in message.get("headers", []) if k != b"connection"]
                 message = {**message, "headers": [*headers, (b"connection", b"close")]}
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, send_closing)
 
