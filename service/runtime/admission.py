@@ -15,8 +15,7 @@ a valid request impossible.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from service.errors import OverloadedError
 
@@ -51,18 +50,34 @@ class Admission:
             "retry shortly"
         )
 
-    @contextmanager
-    def admit(self, count: int) -> Iterator[None]:
-        """Count `count` images in flight for the duration of the block, or raise
-        `OverloadedError` if that would pass the limit."""
+    def admit(self, count: int) -> Admitted:
+        """`with admission.admit(count):` counts `count` images in flight for the duration of
+        the block, or raises `OverloadedError` if that would pass the limit."""
         with self._lock:
             refused = self.limit > 0 and self._in_flight and self._in_flight + count > self.limit
             if not refused:
                 self._in_flight += count
         if refused:
             raise self.refused()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._in_flight -= count
+        return Admitted(self, count)
+
+    def _release(self, count: int) -> None:
+        with self._lock:
+            self._in_flight -= count
+
+
+class Admitted:
+    """Images counted in flight until the `with` block ends, however it ends. A class, not a
+    generator-based context manager: every prediction request enters one."""
+
+    __slots__ = ("_admission", "_count")
+
+    def __init__(self, admission: Admission, count: int) -> None:
+        self._admission = admission
+        self._count = count
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._admission._release(self._count)

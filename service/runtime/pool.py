@@ -9,8 +9,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -61,24 +60,15 @@ class InterpreterPool:
             self._queue.put(interpreter)
 
     def classify_on_loop(self, pixels: np.ndarray) -> np.ndarray:
-        """`classify` on the event loop's own interpreter: never waits for a worker thread."""
-        with self._loop_interpreter_or_pooled() as interpreter:
-            return self._run(interpreter, pixels)
-
-    @contextmanager
-    def _loop_interpreter_or_pooled(self) -> Iterator[LiteRTModel]:
+        """`classify` on the event loop's own interpreter: never waits for a worker thread
+        (a pooled one when the loop's is busy: only when two loops share a recognizer)."""
         own = self._loop_interpreter
-        if own is not None and self._loop_lock.acquire(blocking=False):
-            try:
-                yield own
-            finally:
-                self._loop_lock.release()
-            return
-        interpreter = self._queue.get()
+        if own is None or not self._loop_lock.acquire(blocking=False):
+            return self.classify(pixels)
         try:
-            yield interpreter
+            return self._run(own, pixels)
         finally:
-            self._queue.put(interpreter)
+            self._loop_lock.release()
 
     def _run(
         self,
@@ -98,5 +88,5 @@ class InterpreterPool:
             self._observer.inference_done(time.perf_counter() - started)
         probabilities = raw.astype(np.float64)
         np.maximum(probabilities, 0.0, out=probabilities)
-        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        probabilities /= np.add.reduce(probabilities, axis=1, keepdims=True)
         return probabilities

@@ -20,7 +20,6 @@ the call is refused at once when the process already has too much to do.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence, Sized
@@ -215,7 +214,7 @@ class Recognizer:
     async def _recognize_inline(self, data: bytes) -> Recognition:
         # Unbounded by `_decoders`: waiting for a thread's decode would block the loop,
         # and the loop decodes one image at a time anyway.
-        pixels = self._preprocess(0, data, bounded=False)[np.newaxis]
+        pixels = self._preprocess_now(0, data)[np.newaxis]
         if self._batcher is None:
             return Recognition(pixels, self._pool.classify_on_loop(pixels))
         return Recognition(pixels, await self._batcher.submit(pixels))
@@ -244,14 +243,9 @@ class Recognizer:
             raise error.with_index(index) from None
 
     def _preprocess(
-        self,
-        index: int,
-        data: bytes,
-        *,
-        bounded: bool = True,
-        abandoned: threading.Event | None = None,
+        self, index: int, data: bytes, abandoned: threading.Event | None = None
     ) -> np.ndarray:
-        with self._decoders if bounded else contextlib.nullcontext():
+        with self._decoders:
             stop_if(abandoned)  # again: waiting for a decoder may have taken a while
             return self._preprocess_now(index, data)
 
