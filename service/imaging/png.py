@@ -1,11 +1,12 @@
 """PNG headers and plain grey PNGs, read without Pillow's Python layers.
 
 Most API clients send what MNIST is: a 28×28 8-bit greyscale PNG of a few hundred bytes.
-Through `Image.open` and `load` its pixels cost ~40 µs of Python (chunk objects, file
-emulation, tile bookkeeping), as much as the rest of preprocessing. Here its chunks are
+Through `Image.open` and `np.asarray` its pixels cost ~29 µs, mostly Python (chunk objects,
+file emulation, tile bookkeeping), more than the rest of preprocessing. Here its chunks are
 walked with `struct`, checked (CRC included), and its image data decoded by Pillow's own
 C decoder for PNG data (the one `Image.frombytes(..., "zip")` uses: inflate and
-unfiltering), called directly, so the pixels are exactly Pillow's, for ~6 µs.
+unfiltering), called directly, so the pixels are exactly Pillow's, for ~8 µs in all
+(Intel Xeon).
 
 Anything but a plain image of that kind returns None, and the caller takes the general
 path (`service/imaging/decode.py`), which reads every PNG and says what is wrong with a
