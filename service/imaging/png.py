@@ -94,8 +94,9 @@ def _inflate_gray(image_data: bytes, side: int) -> np.ndarray | None:
         decoder.setimage(image, box)
         unread, error = decoder.decode(image_data)
         if unread >= 0 or error != 0:
-            return None  # too little data, or data that does not inflate: Pillow's reading
-        encoder = _core.raw_encoder("L", "L")  # says which
+            # Too little data, or data that does not inflate: Pillow's reading says which.
+            return None
+        encoder = _core.raw_encoder("L", "L")
         encoder.setimage(image, box)
         _, finished, pixels = encoder.encode(side * side)
     except Exception:

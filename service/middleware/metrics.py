@@ -54,9 +54,9 @@ _current: ContextVar[Metrics | None] = ContextVar("digits_metrics", default=None
 def _use_cached_process_id() -> None:
     """In multi-process mode, prometheus_client asks the kernel for the process id at every
     value it writes, to notice a fork: 9 system calls per prediction request (2 per
-    histogram observation), a sixth of the metrics' cost on a quiet server. The id is read
-    once here and again in each forked child instead (`os.register_at_fork`), which is
-    exactly when it changes; prometheus_client takes such a function for this purpose."""
+    histogram observation). The id is read once here and again in each forked child instead
+    (`os.register_at_fork`), which is exactly when it changes; prometheus_client takes such
+    a function for this purpose (`MultiProcessValue(process_identifier=...)`)."""
     if values.ValueClass is values.MutexValue:
         return  # single process: nothing asks for the id
     process_id = os.getpid()
