@@ -23,6 +23,12 @@ IMAGE_SIDE = 28
 DIGIT_LABELS: tuple[str, ...] = tuple(str(digit) for digit in range(10))
 NUM_CLASSES = len(DIGIT_LABELS)
 
+# An image is answered as "not a digit" when the model's not-a-digit probability is at
+# least this. The probability is calibrated, so 0.5 is where "not a digit" is the likelier
+# answer; the service's default (DIGITS_NOT_A_DIGIT_THRESHOLD) and every card's figures
+# use it, and a request may choose another.
+DEFAULT_NOT_A_DIGIT_THRESHOLD = 0.5
+
 TensorDType = Literal["float32", "float16", "int8", "uint8"]
 Quantization = Literal["none", "float16", "dynamic_range", "full_int8"]
 ArtifactFormat = Literal["keras_h5", "tflite"]
@@ -106,6 +112,32 @@ class CalibrationEffect(_Strict):
     after: ProbabilityQuality
 
 
+class NotADigitQuality(_Strict):
+    """How well one artifact tells digits from non-digits: measured by the trainer on the
+    canonical test digits and on held-out generated non-digits it never trained or tuned on."""
+
+    digits: int = Field(description="real digits measured (the canonical test split)")
+    negatives: int = Field(description="held-out non-digits measured")
+    auroc: float = Field(
+        description="area under the ROC curve of `not_a_digit`, non-digits against digits"
+    )
+    threshold: float = Field(description="the threshold the next three shares are measured at")
+    digits_refused: float = Field(description="share of real digits answered as not a digit")
+    negatives_accepted: float = Field(description="share of non-digits answered as a digit")
+    negatives_confident: float = Field(
+        description="share of non-digits answered as a digit with confidence ≥ 0.9"
+    )
+    keep_99_5_threshold: float = Field(
+        description="the threshold that keeps 99.5 % of real digits (refuses 0.5 %)"
+    )
+    negatives_accepted_at_keep_99_5: float = Field(
+        description="share of non-digits answered as a digit at `keep_99_5_threshold`"
+    )
+    accepted_by_kind: dict[str, float] = Field(
+        description="share of each kind of non-digit answered as a digit at `threshold`"
+    )
+
+
 class Artifact(_Strict):
     """One exported file and how it performs."""
 
@@ -127,6 +159,9 @@ class Artifact(_Strict):
     calibration: CalibrationEffect | None = Field(
         default=None,
         description="test-split quality before and after calibration (this file is the after)",
+    )
+    not_a_digit: NotADigitQuality | None = Field(
+        default=None, description="digits against held-out non-digits (models with the output)"
     )
 
 
@@ -172,6 +207,21 @@ class TrainingConfig(_Strict):
     duration_s: float
     tensorflow_version: str
     keras_version: str
+    negatives: int | None = Field(
+        default=None, description="generated non-digits added to the training set"
+    )
+    teachers: int = Field(
+        default=0, description="networks the served one was distilled from (0: trained alone)"
+    )
+    teacher_epochs: int | None = None
+    distill_weight: float | None = None
+    distill_temperature: float | None = None
+    teachers_duration_s: float | None = Field(
+        default=None,
+        description="the teachers' own training time, on top of `duration_s` (which covers "
+        "this run: data, the student's fit and everything after; teachers trained by an "
+        "earlier run were loaded, not trained again)",
+    )
 
 
 class Calibration(_Strict):
@@ -194,6 +244,19 @@ class Calibration(_Strict):
     )
 
 
+class NotADigit(_Strict):
+    """The model's answer to "is this a digit at all?": one more output after the digits'.
+
+    The output tensor then holds len(labels) + 1 probabilities that sum to 1: one per
+    digit, in label order, and last the probability that the image is not a digit."""
+
+    output_index: int = Field(description="index of the not-a-digit probability in the output")
+    method: str = Field(description="how the model learned it")
+    training_negatives: int = Field(description="generated non-digits in the training set")
+    kinds: list[str] = Field(description="the kinds of non-digit it was trained and measured on")
+    held_out: str = Field(description="the non-digits the card's figures were measured on")
+
+
 class ModelCard(_Strict):
     """Everything the service needs to verify and describe a trained model."""
 
@@ -210,6 +273,12 @@ class ModelCard(_Strict):
     data: DataProvenance
     metrics: Metrics
     calibration: Calibration | None = None
+    not_a_digit: NotADigit | None = None
+
+    @property
+    def outputs(self) -> int:
+        """Values in the output tensor: a probability per label, plus not-a-digit if any."""
+        return len(self.labels) + (self.not_a_digit is not None)
 
     @model_validator(mode="after")
     def _serving_default_is_a_tflite_artifact(self) -> ModelCard:
@@ -218,6 +287,11 @@ class ModelCard(_Strict):
             raise ValueError(f"serving_default {self.serving_default!r} is not among the artifacts")
         if artifact.format != "tflite":
             raise ValueError(f"serving_default {self.serving_default!r} is not a .tflite artifact")
+        if self.not_a_digit is not None and self.not_a_digit.output_index != len(self.labels):
+            raise ValueError(
+                f"not_a_digit.output_index must be {len(self.labels)}, after the labels, "
+                f"got {self.not_a_digit.output_index}"
+            )
         return self
 
     def artifact_for_file(self, file_name: str) -> Artifact | None:

@@ -19,6 +19,8 @@ from service.model_card import (
     LatencyMeasurement,
     Metrics,
     ModelCard,
+    NotADigit,
+    NotADigitQuality,
     TensorSpec,
     TrainingConfig,
     sha256_of_file,
@@ -89,6 +91,7 @@ def build_card(
     calibration: Calibration,
     serving_default: str,
     serving_default_reason: str,
+    not_a_digit: tuple[NotADigit, dict[str, NotADigitQuality]] | None = None,
     keras_accuracy: float,
     keras_loss: float,
     report: dict[str, ClassReport],
@@ -98,6 +101,7 @@ def build_card(
     source_train_count: int,
     parameters: int,
     training_seconds: float,
+    teachers_seconds: float | None = None,
     created_at: datetime,
 ) -> ModelCard:
     h5_path = folder / H5_FILENAME
@@ -128,6 +132,7 @@ def build_card(
             accuracy_delta_pp=round((accuracy - keras_accuracy) * 100, 3),
             latency=latency,
             calibration=effects.get(variant.key),
+            not_a_digit=None if not_a_digit is None else not_a_digit[1].get(variant.key),
         )
     train_count, validation_count, test_count = counts
     return ModelCard(
@@ -151,6 +156,12 @@ def build_card(
             duration_s=round(training_seconds, 1),
             tensorflow_version=tf.__version__,
             keras_version=keras.__version__,
+            negatives=options.negatives,
+            teachers=options.teachers,
+            teacher_epochs=(options.teacher_epochs or options.epochs) if options.teachers else None,
+            distill_weight=options.distill_weight if options.teachers else None,
+            distill_temperature=options.distill_temperature if options.teachers else None,
+            teachers_duration_s=None if teachers_seconds is None else round(teachers_seconds, 1),
         ),
         data=DataProvenance(
             source=data.source,
@@ -167,4 +178,5 @@ def build_card(
             confusion_matrix=matrix.tolist(),
         ),
         calibration=calibration,
+        not_a_digit=None if not_a_digit is None else not_a_digit[0],
     )

@@ -13,7 +13,7 @@ from trainer.options import QualityGateError, TrainingOptions
 from trainer.train import run_training
 
 # `--quick`: a demo/test preset that finishes in well under a minute on 2 cores.
-QUICK_PRESET = {"epochs": 2, "train_limit": 3000, "augment": False}
+QUICK_PRESET = {"epochs": 2, "train_limit": 3000, "augment": False, "negatives": 600}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +78,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail if a quantized model's test accuracy is more than PP "
         "percentage points below the float model's (default: %(default)s)",
     )
+    parser.add_argument(
+        "--negatives",
+        type=int,
+        help="generated non-digits added to the training set, for the not-a-digit answer "
+        f"(default: {defaults.negatives}; --quick: {QUICK_PRESET['negatives']})",
+    )
+    parser.add_argument(
+        "--teachers",
+        type=int,
+        default=defaults.teachers,
+        metavar="N",
+        help="first train N networks from other seeds, then distil their mean answers into "
+        "the exported one (default: %(default)s, the plain recipe; `make train-full` "
+        "reproduces the committed model)",
+    )
+    parser.add_argument(
+        "--teacher-epochs",
+        type=int,
+        metavar="N",
+        help="epochs of each teacher (default: --epochs)",
+    )
+    parser.add_argument(
+        "--distill-weight",
+        type=float,
+        default=defaults.distill_weight,
+        help="share of the loss from the teachers, with --teachers (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--distill-temperature",
+        type=float,
+        default=defaults.distill_temperature,
+        help="softmax temperature of the teachers' targets (default: %(default)s)",
+    )
     parser.add_argument("--train-limit", type=int, help="use only the first N training images")
     parser.add_argument("--test-limit", type=int, help="evaluate on only the first N test images")
     parser.add_argument(
@@ -106,11 +139,17 @@ def options_from_args(args: argparse.Namespace) -> TrainingOptions:
         "train_limit": args.train_limit,
         "test_limit": args.test_limit,
         "verbose": 0 if args.quiet else 2,
+        "negatives": TrainingOptions.negatives if args.negatives is None else args.negatives,
+        "teachers": args.teachers,
+        "teacher_epochs": args.teacher_epochs,
+        "distill_weight": args.distill_weight,
+        "distill_temperature": args.distill_temperature,
     }
     if args.quick:
         values.update(QUICK_PRESET)
-        if args.train_limit is not None:
-            values["train_limit"] = args.train_limit
+        for key in ("train_limit", "negatives"):  # an explicit value wins over the preset
+            if getattr(args, key) is not None:
+                values[key] = getattr(args, key)
     return TrainingOptions(**values)
 
 

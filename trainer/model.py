@@ -14,6 +14,9 @@ from keras import layers
 from trainer.data import IMAGE_SIZE, NUM_CLASSES
 
 INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
+# One output per digit, then one for "not a digit" (service/model_card.py: NotADigit).
+NOT_A_DIGIT = NUM_CLASSES
+NUM_OUTPUTS = NUM_CLASSES + 1
 
 
 def build_seed_cnn() -> keras.Model:
@@ -27,7 +30,7 @@ def build_seed_cnn() -> keras.Model:
             layers.MaxPooling2D(2),
             layers.Flatten(),
             layers.Dense(128, activation="relu"),
-            layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities"),
+            layers.Dense(NUM_OUTPUTS, activation="softmax", name="probabilities"),
         ],
         name="seed_cnn",
     )
@@ -64,7 +67,7 @@ def build_digits_cnn() -> keras.Model:
             layers.Flatten(name="flatten"),
             layers.Dense(128, activation="relu", name="dense"),
             layers.Dropout(0.3, name="dropout"),
-            layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities"),
+            layers.Dense(NUM_OUTPUTS, activation="softmax", name="probabilities"),
         ],
         name="digits_cnn",
     )
@@ -104,3 +107,26 @@ def build_training_model(classifier: keras.Model, augment: bool, seed: int) -> k
     inputs = keras.Input(shape=INPUT_SHAPE, name="image")
     outputs = classifier(build_augmentation(seed)(inputs))
     return keras.Model(inputs, outputs, name=f"{classifier.name}_augmented")
+
+
+class FinalLogits(layers.Layer):
+    """The classifier's final Dense layer without its softmax: the same variables, so that
+    a loss on logits (distillation at a temperature) trains the exported weights."""
+
+    def __init__(self, dense: layers.Dense, **kwargs: object) -> None:
+        super().__init__(name="logits", **kwargs)
+        self.dense = dense
+
+    def call(self, features: keras.KerasTensor) -> keras.KerasTensor:
+        return keras.ops.matmul(features, self.dense.kernel) + self.dense.bias
+
+
+def build_logits_model(classifier: keras.Model, augment: bool, seed: int) -> keras.Model:
+    """Like `build_training_model`, but ending in logits; weights shared with `classifier`."""
+    final = classifier.layers[-1]
+    features = keras.Model(classifier.inputs, final.input, name=f"{classifier.name}_features")
+    inputs = keras.Input(shape=INPUT_SHAPE, name="image")
+    shown = build_augmentation(seed)(inputs) if augment else inputs
+    return keras.Model(
+        inputs, FinalLogits(final)(features(shown)), name=f"{classifier.name}_logits"
+    )

@@ -19,7 +19,7 @@ class TrainingOptions:
     data: str | None = None
     out: Path = Path("models")
     architecture: str = "digits_cnn"
-    epochs: int = 40
+    epochs: int = 24
     batch_size: int = 64
     learning_rate: float = 0.003
     label_smoothing: float = 0.0
@@ -33,6 +33,14 @@ class TrainingOptions:
     test_limit: int | None = None
     name: str = "mnist-digits-cnn"
     verbose: int = 2
+    # Generated non-digits in the training set (trainer/negatives.py); the validation split
+    # gets `validation_fraction` as many more, drawn from another seed.
+    negatives: int = 12_000
+    # Distillation (trainer/distill.py): 0 teachers is the plain recipe.
+    teachers: int = 0
+    teacher_epochs: int | None = None  # default: `epochs`
+    distill_weight: float = 0.7
+    distill_temperature: float = 4.0
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -51,5 +59,17 @@ class TrainingOptions:
             limit = getattr(self, name)
             if limit is not None and limit < 10:
                 raise ValueError(f"{name.replace('_', ' ')} must be at least 10, got {limit}")
+        if self.negatives < 10:
+            raise ValueError(f"negatives must be at least 10, got {self.negatives}")
+        if self.teacher_epochs is not None and self.teacher_epochs < 1:
+            raise ValueError(f"teacher epochs must be at least 1, got {self.teacher_epochs}")
+        if self.teachers < 0:
+            raise ValueError(f"teachers must not be negative, got {self.teachers}")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ValueError(f"distill weight must be in [0, 1], got {self.distill_weight}")
+        if not self.distill_temperature > 0:
+            raise ValueError(
+                f"distill temperature must be positive, got {self.distill_temperature}"
+            )
         if self.max_quantization_drop_pp < 0 or self.serving_default_max_drop_pp < 0:
             raise ValueError("accuracy margins must not be negative")

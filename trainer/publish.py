@@ -21,10 +21,13 @@ import keras
 import numpy as np
 
 from service.model_card import (
+    DEFAULT_NOT_A_DIGIT_THRESHOLD,
     MODEL_CARD_FILENAME,
+    NUM_CLASSES,
     Calibration,
     CalibrationEffect,
     ModelCard,
+    NotADigit,
     ProbabilityQuality,
 )
 from trainer import export
@@ -47,6 +50,9 @@ from trainer.evaluate import (
     format_report,
     per_class_report,
 )
+from trainer.negatives import HELD_OUT_DESCRIPTION, KINDS, held_out
+from trainer.not_a_digit import format_quality
+from trainer.not_a_digit import measure as measure_not_a_digit
 from trainer.options import QualityGateError, TrainingOptions
 from trainer.plots import (
     CONFUSION_FILENAME,
@@ -76,7 +82,9 @@ class FittedModel:
     validation_labels: np.ndarray
     x_test: np.ndarray
     training_seconds: float
+    teachers_seconds: float | None
     source_train_count: int  # training images in the source, before any --train-limit
+    train_negatives: int  # generated non-digits among x_train
 
 
 def _quality_line(name: str, quality: ProbabilityQuality) -> str:
@@ -91,6 +99,8 @@ def _quality_line(name: str, quality: ProbabilityQuality) -> str:
 
 def publish(fitted: FittedModel, options: TrainingOptions) -> ModelCard:
     classifier, labels = fitted.classifier, fitted.data.test_labels
+    negatives, negative_kinds = held_out(fitted.data.test_images)
+    negatives = negatives[..., np.newaxis]
     variants = list(export.QUANTIZED_VARIANTS)
     if options.float_variants:
         variants.extend(export.FLOAT_VARIANTS)
@@ -103,16 +113,28 @@ def publish(fitted: FittedModel, options: TrainingOptions) -> ModelCard:
     nll_after = negative_log_likelihood(softmax(validation_logits, temperature), validation_labels)
     log.info("temperature %.4f: validation NLL %.4f → %.4f", temperature, nll_before, nll_after)
 
-    float_before = probability_quality(softmax(logits_of(classifier, fitted.x_test)), labels)
-    uncalibrated = export_variants(
-        classifier, variants, fitted.x_train, fitted.x_test, labels, options.seed, False
+    # Digit quality is measured on the digits' probabilities (the first ten outputs), as
+    # `/v1` returns them: not renormalized, so a digit the model doubts scores low.
+    float_before = probability_quality(
+        softmax(logits_of(classifier, fitted.x_test))[:, :NUM_CLASSES], labels
     )
+    test_sets = (fitted.x_train, fitted.x_test, labels, negatives, options.seed)
+    uncalibrated = export_variants(classifier, variants, *test_sets, False)
     fold_temperature(classifier, temperature)
-    probabilities = normalized(classifier.predict(fitted.x_test, batch_size=512, verbose=0))
+    outputs = normalized(classifier.predict(fitted.x_test, batch_size=512, verbose=0))
+    probabilities = outputs[:, :NUM_CLASSES]
     float_after = probability_quality(probabilities, labels)
-    calibrated = export_variants(
-        classifier, variants, fitted.x_train, fitted.x_test, labels, options.seed, True
-    )
+    calibrated = export_variants(classifier, variants, *test_sets, True)
+    not_a_digit = {
+        key: measure_not_a_digit(
+            exported.outputs,
+            exported.negative_outputs,
+            negative_kinds,
+            KINDS,
+            DEFAULT_NOT_A_DIGIT_THRESHOLD,
+        )
+        for key, exported in calibrated.items()
+    }
 
     test_accuracy, test_loss = float_after.accuracy, float_after.nll
     matrix = confusion_matrix(labels, probabilities.argmax(axis=1))
@@ -129,7 +151,11 @@ def publish(fitted: FittedModel, options: TrainingOptions) -> ModelCard:
         f"Temperature scaling: T = {temperature:.4f}, fitted on {len(validation_labels)} "
         f"validation images (NLL {nll_before:.4f} → {nll_after:.4f}); "
         f"test split, ECE in {ECE_BINS} equal-width bins:\n" + "\n".join(lines) + "\n\n"
-        f"{format_report(report, test_accuracy)}\n\n{format_confusion_matrix(matrix)}\n"
+        f"{format_report(report, test_accuracy)}\n\n{format_confusion_matrix(matrix)}\n\n"
+        f"Not a digit: {len(labels)} test digits against {len(negatives)} held-out "
+        f"non-digits ({HELD_OUT_DESCRIPTION}):\n"
+        + "\n".join(format_quality(key, quality) for key, quality in not_a_digit.items())
+        + "\n"
     )
     print(evaluation_text, flush=True)
 
@@ -195,7 +221,8 @@ def publish(fitted: FittedModel, options: TrainingOptions) -> ModelCard:
             effects=effects,
             calibration=Calibration(
                 temperature=round(temperature, 6),
-                fitted_on="validation split (held out of training)",
+                fitted_on="validation split (held out of training): digits and generated "
+                "non-digits",
                 fitted_count=len(validation_labels),
                 ece_bins=ECE_BINS,
                 validation_nll_before=round(nll_before, 6),
@@ -204,15 +231,32 @@ def publish(fitted: FittedModel, options: TrainingOptions) -> ModelCard:
             ),
             serving_default=serving_default,
             serving_default_reason=reason,
+            not_a_digit=(
+                NotADigit(
+                    output_index=NUM_CLASSES,
+                    method="an eleventh class, trained on generated non-digits (outlier "
+                    "exposure) and calibrated with the digits by the same temperature",
+                    training_negatives=fitted.train_negatives,
+                    kinds=list(KINDS),
+                    held_out=HELD_OUT_DESCRIPTION,
+                ),
+                not_a_digit,
+            ),
             keras_accuracy=test_accuracy,
             keras_loss=test_loss,
             report=report,
             matrix=matrix,
             data=fitted.data,
-            counts=(len(fitted.x_train), len(fitted.x_validation), len(fitted.x_test)),
+            # Digits only: the generated non-digits are counted in `training.negatives`.
+            counts=(
+                len(fitted.x_train) - fitted.train_negatives,
+                int((validation_labels < NUM_CLASSES).sum()),
+                len(fitted.x_test),
+            ),
             source_train_count=fitted.source_train_count,
             parameters=classifier.count_params(),
             training_seconds=fitted.training_seconds,
+            teachers_seconds=fitted.teachers_seconds,
             created_at=datetime.now(timezone.utc).replace(microsecond=0),
         )
         (staging / MODEL_CARD_FILENAME).write_text(card.to_json())

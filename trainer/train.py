@@ -5,6 +5,12 @@ on small runs. Calibration, evaluation and export are in `trainer.publish`, whic
 writes into a staging folder and moves the artifacts into `options.out` only
 after every quality gate passed, so a failed run never leaves a half-updated
 model folder behind.
+
+The network learns eleven answers: the ten digits and "not a digit", from MNIST plus
+generated non-digits (trainer/negatives.py: outlier exposure with an extra class). With
+`--teachers N` it is first trained N times from other seeds, and the final network (the
+student) learns from the ensemble's averaged answers as well as from the labels: one
+network's cost at serving time, some of the ensemble's accuracy (trainer/distill.py).
 """
 
 from __future__ import annotations
@@ -14,11 +20,12 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 
 from service.model_card import ModelCard
-from trainer.data import NUM_CLASSES, MnistData, load_mnist, split_validation
+from trainer.data import MnistData, load_mnist, split_validation
 from trainer.options import TrainingOptions
 
 log = logging.getLogger("trainer")
@@ -50,80 +57,109 @@ def _limited(data: MnistData, options: TrainingOptions) -> MnistData:
     )
 
 
+@dataclass(frozen=True)
+class PreparedData:
+    """The splits the fit sees: digits and generated non-digits (label `NOT_A_DIGIT`)."""
+
+    data: MnistData
+    source_train_count: int
+    x_train: np.ndarray  # float32 (N, 28, 28, 1)
+    train_labels: np.ndarray  # int64 (N,), 0-9 or NOT_A_DIGIT
+    x_validation: np.ndarray
+    validation_labels: np.ndarray
+    x_test: np.ndarray  # digits only: the canonical test split
+    train_negatives: int
+    validation_negatives: int
+
+
+def prepare(options: TrainingOptions) -> PreparedData:
+    from trainer.model import NOT_A_DIGIT
+    from trainer.negatives import generate
+
+    source = load_mnist(options.data)
+    data = _limited(source, options)
+    train_images, train_labels, validation_images, validation_labels = split_validation(
+        data.train_images, data.train_labels, options.validation_fraction, options.seed
+    )
+    # Negatives from their own seeds; `pairs` are made of the split's own digits, so no
+    # validation digit is ever seen in training, not even beside another one.
+    validation_count = round(options.negatives * options.validation_fraction)
+    negatives, _ = generate(options.negatives, options.seed * 1000 + 1, train_images)
+    held, _ = generate(validation_count, options.seed * 1000 + 2, validation_images)
+
+    def joined(images: np.ndarray, labels: np.ndarray, extra: np.ndarray) -> tuple[np.ndarray, ...]:
+        x = np.concatenate([as_model_input(images), extra[..., np.newaxis]])
+        y = np.concatenate([labels.astype(np.int64), np.full(len(extra), NOT_A_DIGIT)])
+        return x, y
+
+    x_train, y_train = joined(train_images, train_labels, negatives)
+    x_validation, y_validation = joined(validation_images, validation_labels, held)
+    log.info(
+        "data: %s; %d training digits + %d non-digits, %d + %d validation, %d test digits",
+        data.description,
+        len(train_labels),
+        len(negatives),
+        len(validation_labels),
+        len(held),
+        len(data.test_labels),
+    )
+    return PreparedData(
+        data=data,
+        source_train_count=len(source.train_labels),
+        x_train=x_train,
+        train_labels=y_train,
+        x_validation=x_validation,
+        validation_labels=y_validation,
+        x_test=as_model_input(data.test_images),
+        train_negatives=len(negatives),
+        validation_negatives=len(held),
+    )
+
+
 def run_training(options: TrainingOptions) -> ModelCard:
     options.validate()
     # TensorFlow is imported here, not at module level, so `--help` and option
     # errors answer at once instead of after several seconds of start-up.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
-    from trainer.model import build_classifier, build_training_model
+    from trainer.distill import fit_network, teacher_logits
 
     started = time.perf_counter()
-    keras.utils.set_random_seed(options.seed)
     tf.config.experimental.enable_op_determinism()  # same seed and data → same metrics
 
     with phase("prepare data"):
-        source = load_mnist(options.data)
-        data = _limited(source, options)
-        train_images, train_labels, validation_images, validation_labels = split_validation(
-            data.train_images, data.train_labels, options.validation_fraction, options.seed
-        )
-        x_train, x_validation = as_model_input(train_images), as_model_input(validation_images)
-        x_test = as_model_input(data.test_images)
-        log.info(
-            "data: %s; %d training, %d validation, %d test images",
-            data.description,
-            len(x_train),
-            len(x_validation),
-            len(x_test),
-        )
+        prepared = prepare(options)
 
-    with phase("build model"):
-        classifier = build_classifier(options.architecture)
-        training_model = build_training_model(classifier, options.augment, options.seed)
-        steps = options.epochs * int(np.ceil(len(x_train) / options.batch_size))
-        schedule = keras.optimizers.schedules.CosineDecay(options.learning_rate, decay_steps=steps)
-        # Label smoothing needs one-hot targets; it keeps the small data set from
-        # being memorized with over-confident outputs (+0.1 pp test accuracy here).
-        training_model.compile(
-            optimizer=keras.optimizers.Adam(schedule),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=options.label_smoothing),
-            metrics=["accuracy"],
-        )
-        y_train = keras.utils.to_categorical(train_labels, NUM_CLASSES)
-        y_validation = keras.utils.to_categorical(validation_labels, NUM_CLASSES)
-        log.info("%s: %d parameters", classifier.name, classifier.count_params())
+    teachers, teachers_elapsed = None, 0.0
+    if options.teachers:
+        teachers_started = time.perf_counter()
+        with phase(f"train {options.teachers} teachers"):
+            teachers = teacher_logits(options, prepared)
+        teachers_elapsed = time.perf_counter() - teachers_started  # recorded apart
 
     with phase(f"fit {options.epochs} epochs"):
-        fit_result = training_model.fit(
-            x_train,
-            y_train,
-            batch_size=options.batch_size,
-            epochs=options.epochs,
-            validation_data=(x_validation, y_validation),
-            verbose=options.verbose,
+        fitted = fit_network(
+            options, prepared, options.seed, None if teachers is None else teachers.train_logits
         )
-        history = {
-            key: [float(value) for value in values] for key, values in fit_result.history.items()
-        }
-    training_seconds = time.perf_counter() - started
+    training_seconds = time.perf_counter() - started - teachers_elapsed
 
     from trainer.publish import FittedModel, publish
 
     with phase("calibrate, evaluate, export and measure; publish"):
         card = publish(
             FittedModel(
-                classifier=classifier,
-                history=history,
-                data=data,
-                x_train=x_train,
-                x_validation=x_validation,
-                validation_labels=validation_labels,
-                x_test=x_test,
+                classifier=fitted.classifier,
+                history=fitted.history,
+                data=prepared.data,
+                x_train=prepared.x_train,
+                x_validation=prepared.x_validation,
+                validation_labels=prepared.validation_labels,
+                x_test=prepared.x_test,
                 training_seconds=training_seconds,
-                source_train_count=len(source.train_labels),
+                teachers_seconds=None if teachers is None else teachers.seconds,
+                source_train_count=prepared.source_train_count,
+                train_negatives=prepared.train_negatives,
             ),
             options,
         )

@@ -16,6 +16,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def test_quick_preset_and_overrides() -> None:
     options = options_from_args(build_parser().parse_args(["--quick", "--train-limit", "500"]))
     assert options.epochs == 2 and options.train_limit == 500 and not options.augment
+    assert options.negatives == 600 and options.teachers == 0
+    assert (
+        options_from_args(build_parser().parse_args(["--quick", "--negatives", "50"])).negatives
+        == 50
+    )
     defaults = options_from_args(build_parser().parse_args([]))
     assert defaults.epochs >= 20 and defaults.augment and defaults.architecture == "digits_cnn"
     # Calibration is temperature scaling; label smoothing would cap the confidence.

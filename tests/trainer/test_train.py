@@ -17,7 +17,7 @@ from trainer.train import as_model_input, run_training
 pytestmark = pytest.mark.slow
 
 
-TRAIN_LIMIT, TEST_LIMIT = 3000, 1000
+TRAIN_LIMIT, TEST_LIMIT, NEGATIVES = 3000, 1000, 600
 
 
 def tiny_options(data: Path, out: Path) -> TrainingOptions:
@@ -31,6 +31,7 @@ def tiny_options(data: Path, out: Path) -> TrainingOptions:
         # An under-trained network quantizes less gracefully than a converged one;
         # the gate itself is exercised by the default margin on real runs.
         max_quantization_drop_pp=5.0,
+        negatives=NEGATIVES,
         verbose=0,
     )
 
@@ -134,7 +135,9 @@ def test_card_records_the_calibration_for_every_artifact(
     out, card = trained
     calibration = card.calibration
     assert calibration is not None and calibration.temperature > 0
-    assert calibration.fitted_count == card.data.validation_count  # never the test split
+    # The validation split (never the test split), with its own generated non-digits.
+    validation_negatives = round(NEGATIVES * card.training.validation_fraction)
+    assert calibration.fitted_count == card.data.validation_count + validation_negatives
     assert calibration.folded_into_artifacts
     assert calibration.validation_nll_after <= calibration.validation_nll_before + 1e-9
     assert calibration.reliability_diagram is not None
@@ -155,3 +158,43 @@ def test_card_records_the_calibration_for_every_artifact(
     if Path("/proc/cpuinfo").is_file():
         assert latency.cpu_flags is not None
         assert ("avx2" in latency.machine) == ("avx2" in latency.cpu_flags)
+
+
+def test_card_records_the_not_a_digit_output(trained: tuple[Path, ModelCard]) -> None:
+    out, card = trained
+    assert card.not_a_digit is not None and card.outputs == 11
+    assert card.not_a_digit.training_negatives == NEGATIVES
+    assert card.training.negatives == NEGATIVES and card.training.teachers == 0
+    for key in ("int8", "dynamic"):
+        artifact = card.artifacts[key]
+        assert artifact.output is not None and artifact.output.shape == [11]
+        quality = artifact.not_a_digit
+        assert quality is not None, key
+        assert quality.negatives == 2100 and quality.digits == card.data.test_count
+        assert 0.5 <= quality.auroc <= 1  # even two epochs learn something
+        # The threshold that keeps 99.5 % of digits refuses at most 0.5 % of them.
+        assert set(quality.accepted_by_kind) == set(card.not_a_digit.kinds)
+    assert "Not a digit:" in (out / "evaluation.txt").read_text()
+
+
+def test_distilled_run_reuses_its_teachers(mnist_folder: Path, tmp_path: Path) -> None:
+    """A student learns from a teacher; a second run loads the teacher instead of fitting it."""
+    from dataclasses import replace
+
+    options = replace(
+        tiny_options(mnist_folder, tmp_path),
+        epochs=1,
+        train_limit=1000,
+        test_limit=200,
+        negatives=100,
+        teachers=1,
+    )
+    first = run_training(options)
+    teachers = sorted((tmp_path / ".teachers").iterdir())
+    assert [path.suffix for path in teachers] == [".h5", ".json"]
+    assert first.training.teachers == 1 and first.training.teachers_duration_s
+    stamp = teachers[0].stat().st_mtime_ns
+    second = run_training(options)
+    assert teachers[0].stat().st_mtime_ns == stamp  # loaded, not fitted again
+    assert second.training.teachers_duration_s == first.training.teachers_duration_s
+    assert second.metrics == first.metrics
