@@ -31,9 +31,11 @@ from service.settings import Settings
 
 app = FastAPI()
 
-# A plausible, fixed answer: digit 7, the rest of the mass spread over the others.
+# A plausible, fixed answer: digit 7, the rest of the mass spread over the other digits
+# and not-a-digit, as from a model with the not-a-digit output.
 _PROBABILITIES = [0.01] * 10
-_PROBABILITIES[7] = 0.91
+_PROBABILITIES[7] = 0.90
+_NOT_A_DIGIT = 0.01
 _RANKED = [
     DigitProbability(digit=digit, probability=_PROBABILITIES[digit])
     for digit in sorted(range(10), key=lambda d: -_PROBABILITIES[d])
@@ -54,7 +56,9 @@ async def predict(body: PredictRequest) -> PredictResponse:
             Prediction(
                 id=image.id,
                 digit=7,
-                confidence=0.91,
+                confidence=0.90,
+                is_digit=True,
+                not_a_digit=_NOT_A_DIGIT,
                 top_k=_RANKED[: body.top_k],
                 probabilities=_PROBABILITIES,
             )

@@ -46,7 +46,8 @@ def ready() -> dict[str, str]:
 @app.post("/v1/predict")
 def predict(request: Request) -> dict[str, list[dict[str, object]]]:
     pixels = np.stack([preprocess_image(base64.b64decode(i.data)) for i in request.images])
-    probabilities = model.predict(pixels[..., np.newaxis], verbose=0)
+    # The digits' probabilities: a model with the not-a-digit output has an 11th.
+    probabilities = model.predict(pixels[..., np.newaxis], verbose=0)[:, :10]
     return {
         "predictions": [
             {"digit": int(row.argmax()), "probabilities": row.tolist()} for row in probabilities

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.model_card import DEFAULT_NOT_A_DIGIT_THRESHOLD
+
 # Where a source checkout keeps its models: <repo>/models, next to <repo>/service.
 _CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,6 +57,12 @@ class Settings(BaseSettings):
     model_file: str | None = None
     """Serve this `.tflite` file (one of the card's artifacts, e.g. `mnist_cnn_int8.tflite`)
     instead of the card's `serving_default`."""
+
+    not_a_digit_threshold: float = Field(default=DEFAULT_NOT_A_DIGIT_THRESHOLD, gt=0, le=1)
+    """An image is answered as not a digit (`is_digit` false) when the model's calibrated
+    not-a-digit probability is at least this; a request may choose its own
+    (`not_a_digit_threshold`). Lower refuses more non-digits and more real digits. Models
+    without the not-a-digit output answer every image as a digit."""
 
     max_images: int = Field(default=256, ge=1)
     """Most images accepted in one `/v1/predict` request."""

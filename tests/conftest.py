@@ -1,4 +1,5 @@
-"""Shared fixtures: the committed model, loaded once, and apps/clients built around it.
+"""Shared fixtures: the committed model, loaded once, and apps/clients built around it; the
+10-output model committed before the not-a-digit output, for the compatibility tests.
 
 Service imports stay inside the fixtures so that trainer tests collect even while
 the service is broken, and so that nothing here drags in more than a test needs.
@@ -28,6 +29,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS = REPO_ROOT / "models"
 MODEL_CARD = MODELS / "model.json"
 SERVICE_TESTS = REPO_ROOT / "tests" / "service"
+# A copy of models/ as it was before the not-a-digit output (its card and the file it
+# serves): 10 outputs, which the service must keep serving as it always did.
+TEN_OUTPUT_CARD = REPO_ROOT / "tests" / "fixtures" / "model10" / "model.json"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -152,11 +156,66 @@ def clear_digits(
     from samples.uploads import load_test_digits
 
     images, labels = load_test_digits(300)
-    probabilities = loaded_recognizer(None).classify(images.astype(np.float32) / 255)
+    probabilities, not_a_digit = loaded_recognizer(None).score(images.astype(np.float32) / 255)
     runner_up, best = np.sort(probabilities, axis=1)[:, -2:].T
     clear = (probabilities.argmax(axis=1) == labels) & (best - runner_up >= 0.5)
+    if not_a_digit is not None:  # and no doubt that they are digits at all
+        clear &= not_a_digit < 0.25
     assert clear.sum() >= 30, "the committed model is unsure of most MNIST test digits"
     return images[clear][:30], labels[clear][:30]
+
+
+@pytest.fixture(scope="session")
+def not_a_digit_card(model_card: ModelCard) -> ModelCard:
+    """The committed card, for tests of the not-a-digit output (the committed model has it;
+    the 10-output model's tests use `ten_output_client`)."""
+    if model_card.not_a_digit is None:
+        pytest.fail(f"{MODEL_CARD} describes a model without the not-a-digit output")
+    return model_card
+
+
+@pytest.fixture(scope="session")
+def non_digits(
+    not_a_digit_card: ModelCard, loaded_recognizer: Callable[[str | None], Recognizer]
+) -> dict[str, bytes]:
+    """Name → PNG of pictures that are no digit (tests/non_digits.py) which the committed
+    model refuses beyond doubt (not-a-digit ≥ 0.9): inputs whose answer is not in doubt,
+    chosen by asking the model, as `clear_digits` are."""
+    from tests.non_digits import non_digit_pngs
+
+    files = non_digit_pngs()
+    not_a_digit = loaded_recognizer(None).recognize(list(files.values())).not_a_digit
+    assert not_a_digit is not None
+    clear = {
+        name: png for (name, png), p in zip(files.items(), not_a_digit, strict=True) if p >= 0.9
+    }
+    assert len(clear) >= 2, f"the committed model takes most shapes for digits: {not_a_digit}"
+    return clear
+
+
+@pytest.fixture(scope="session")
+def ten_output_recognizer(make_settings: Callable[..., Settings]) -> Recognizer:
+    """The 10-output model (`TEN_OUTPUT_CARD`), loaded once."""
+    from service.middleware.metrics import InferenceMetrics
+    from service.runtime.recognizer import Recognizer
+
+    recognizer = Recognizer(make_settings(model_card=TEN_OUTPUT_CARD), observer=InferenceMetrics())
+    recognizer.load()
+    return recognizer
+
+
+@pytest.fixture
+def ten_output_client(
+    make_settings: Callable[..., Settings], ten_output_recognizer: Recognizer
+) -> Iterator[TestClient]:
+    """A client of an app serving the 10-output model."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    app = create_app(make_settings(model_card=TEN_OUTPUT_CARD), ten_output_recognizer)
+    with TestClient(app) as test_client:
+        yield test_client
 
 
 @pytest.fixture
@@ -177,3 +236,15 @@ def held_model_load(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event
     monkeypatch.setattr(Recognizer, "load", held_load)
     yield release
     release.set()
+
+
+@pytest.fixture(scope="module")
+def base_url(
+    make_settings: Callable[..., Settings], loaded_recognizer: Callable[[str | None], Recognizer]
+) -> Iterator[str]:
+    """The URL of a live server (a real socket, in a thread) around the committed model."""
+    from service.app import create_app
+    from tests.loopback_server import live_server
+
+    with live_server(create_app(make_settings(), loaded_recognizer(None))) as url:
+        yield url

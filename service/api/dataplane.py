@@ -53,7 +53,13 @@ async def predict(recognizer: Recognizer, request: PredictRequest) -> bytes:
     data = [image.data for image in request.images]
     ids = [image.id for image in request.images]
     return await predict_encoded(
-        recognizer, data, ids, request.top_k, request.return_preprocessed, decode_base64_image
+        recognizer,
+        data,
+        ids,
+        request.top_k,
+        request.return_preprocessed,
+        decode_base64_image,
+        threshold=request.not_a_digit_threshold,
     )
 
 
@@ -64,18 +70,24 @@ async def predict_encoded(
     top_k: int,
     return_preprocessed: bool,
     read: Callable[[T], bytes] | None = None,
+    *,
+    threshold: float | None = None,
 ) -> bytes:
     """Predictions for encoded image files (`read` turns each item into the file's bytes),
-    as the JSON of a `PredictResponse`."""
+    as the JSON of a `PredictResponse`; `threshold` is the request's not-a-digit threshold,
+    None for the server's."""
     recognizer.model  # noqa: B018 - 503 while loading, before the request is judged
     limit = recognizer.settings.max_images
     if len(images) > limit:
         raise InvalidRequestError(f"images: at most {limit} images per request, got {len(images)}")
     IMAGES_PER_REQUEST.observe(len(images))
-    pixels, probabilities = await recognizer.recognize_async(images, read)
+    pixels, probabilities, not_a_digit = await recognizer.recognize_async(images, read)
+    digits, refusals = _verdicts(not_a_digit, len(pixels), threshold, recognizer)
     predictions = [
-        _prediction(image_id, row, top_k, seen if return_preprocessed else None)
-        for image_id, row, seen in zip(ids, probabilities, pixels, strict=True)
+        _prediction(image_id, row, top_k, seen if return_preprocessed else None, yes, refusal)
+        for image_id, row, seen, yes, refusal in zip(
+            ids, probabilities, pixels, digits, refusals, strict=True
+        )
     ]
     # The card's two fields as a plain dict: a `ModelInfo` per request cost more than its JSON.
     card = recognizer.model.card
@@ -83,8 +95,26 @@ async def predict_encoded(
     return to_json({"model": model, "predictions": predictions})
 
 
+def _verdicts(
+    not_a_digit: np.ndarray | None, count: int, threshold: float | None, recognizer: Recognizer
+) -> tuple[list[bool], list[float | None]]:
+    """Each image's `is_digit` and `not_a_digit`: the rule of `service.runtime.scores.is_digit`,
+    applied to the floats the answer carries (cheaper than a numpy call per request)."""
+    if not_a_digit is None:
+        return [True] * count, [None] * count
+    if threshold is None:
+        threshold = recognizer.settings.not_a_digit_threshold
+    refusals: list[Any] = not_a_digit.tolist()  # floats
+    return [refusal < threshold for refusal in refusals], refusals
+
+
 def _prediction(
-    image_id: str | None, row: np.ndarray, top_k: int, pixels: np.ndarray | None
+    image_id: str | None,
+    row: np.ndarray,
+    top_k: int,
+    pixels: np.ndarray | None,
+    is_digit: bool,
+    not_a_digit: float | None,
 ) -> dict[str, Any]:
     """One `Prediction`, as its JSON object (`preprocessed` only when asked for)."""
     probabilities: list[float] = row.tolist()
@@ -94,6 +124,8 @@ def _prediction(
         "id": image_id,
         "digit": order[0],
         "confidence": probabilities[order[0]],
+        "is_digit": is_digit,
+        "not_a_digit": not_a_digit,
         "top_k": [{"digit": digit, "probability": probabilities[digit]} for digit in order],
         "probabilities": probabilities,
     }

@@ -9,11 +9,12 @@ what the same bytes sent as a JSON body cost, and the same bound holds:
 
 Strict: form fields are text, and FastAPI reads them leniently (`top_k=3.0`, `" 3 "`,
 `return_preprocessed=yes` were accepted) while the JSON body is strict. Here a field's
-text must spell the JSON value: an integer as JSON writes it (`3`; not `3.0`, `" 3 "`,
-`+3` or `03`), a boolean as `true` or `false` in any case (clients generated from the
-OpenAPI document send Python's `True`/`False`; `yes`, `on` or `1` are refused). Any
-other text stays text, and the model's strict fields refuse it with the error a JSON
-body gets for `"top_k": "3"`.
+text must spell the JSON value: a number as JSON writes it (`3`, `0.25`, `1e-2`; not
+`" 3 "`, `+3`, `03` or `.5`), a boolean as `true` or `false` in any case (clients generated
+from the OpenAPI document send Python's `True`/`False`; `yes`, `on` or `1` are refused).
+A field then takes what the same JSON value would give it: `top_k=3.0` is a float, which
+an integer field refuses as JSON's `"top_k": 3.0` is refused. Any other text stays text,
+and the model's strict fields refuse it with the error a JSON body gets for `"top_k": "3"`.
 Unknown fields are refused too, as in JSON: a misspelt `topk` must not pass silently.
 """
 
@@ -36,9 +37,13 @@ from service.errors import InvalidRequestError
 
 Model = TypeVar("Model", bound=BaseModel)
 
-# JSON's integer grammar (no plus, leading zeros or spaces; at most 18 digits, far past
-# any limit, so that no huge number is converted) and its two booleans, in any case.
-_JSON_SCALAR = re.compile(r"-?(?:0|[1-9][0-9]{0,17})|true|false", re.IGNORECASE)
+# JSON's number grammar (no plus, leading zeros or spaces; at most 18 digits before the
+# point, 24 after it (a float's shortest repr, 17 digits, can follow three zeros there:
+# 0.00012345678901234567) and a 3-digit exponent, far past any limit, so that no huge
+# number is converted) and its two booleans, in any case.
+_JSON_SCALAR = re.compile(
+    r"-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,24})?(?:e[+-]?[0-9]{1,3})?|true|false", re.IGNORECASE
+)
 
 
 class _InMemoryParser(MultiPartParser):
@@ -47,8 +52,9 @@ class _InMemoryParser(MultiPartParser):
 
 
 def json_scalar(value: object) -> object:
-    """A form field's text as the JSON value it spells ('3' → 3, 'true' or 'True' → True), for a
-    strict field to judge; other text ('3.0', ' 3 ', 'yes') is left as text, which it refuses."""
+    """A form field's text as the JSON value it spells ('3' → 3, '0.5' → 0.5, 'true' or 'True'
+    → True), for a strict field to judge; other text (' 3 ', '+3', 'yes') is left as text,
+    which it refuses."""
     if isinstance(value, str) and _JSON_SCALAR.fullmatch(value):
         return json.loads(value.lower())
     return value

@@ -92,6 +92,11 @@ class _JudgedJsonRoute(APIRoute):
 
 
 async def predict(body: PredictRequest, recognizer: RecognizerDep) -> Response:
+    """Per image, in request order: the most likely digit, its probability and each digit's.
+    With a model that has the not-a-digit output, `not_a_digit` is the calibrated
+    probability that the image is no digit at all and `is_digit` is false when it reaches
+    the threshold (`DIGITS_NOT_A_DIGIT_THRESHOLD`, default 0.5, or the request's
+    `not_a_digit_threshold`); without it, `not_a_digit` is null and `is_digit` true."""
     # Usually answered by the hot path (service/api/hot_path.py) before routing; here are
     # the requests it hands over: those to be refused, with the framework's own errors.
     return json_response(await dataplane.predict(recognizer, body))

@@ -16,6 +16,13 @@ from service.web.bounds import ID_MAX_LENGTH
 JSON_VALUES_PER_IMAGE = 3 + ID_MAX_LENGTH + 64
 JSON_VALUES_OVERHEAD = 64  # the request object, the `images` list, `top_k`...
 
+# Shared by the JSON body and the upload form (service/api/uploads.py).
+THRESHOLD_DESCRIPTION = (
+    "Answer an image as not a digit (`is_digit` false) when its `not_a_digit` probability "
+    "is at least this, instead of the server's `DIGITS_NOT_A_DIGIT_THRESHOLD` (default 0.5). "
+    "Ignored by a model without the not-a-digit output."
+)
+
 
 class _Request(BaseModel):
     # A misspelt optional field ("topk") would otherwise be silently ignored.
@@ -46,6 +53,9 @@ class PredictRequest(_Request):
         default=False,
         description="Also return, per image, the 28×28 image the model saw (base64 PNG).",
     )
+    not_a_digit_threshold: float | None = Field(
+        default=None, gt=0, le=1, description=THRESHOLD_DESCRIPTION
+    )
 
 
 def max_json_values(max_images: int) -> int:
@@ -65,11 +75,25 @@ class DigitProbability(BaseModel):
 
 class Prediction(BaseModel):
     id: str | None = Field(description="The image's `id` from the request, or null.")
-    digit: int = Field(ge=0, le=9, description="The most likely digit.")
-    confidence: float = Field(description="Probability of `digit`.")
+    digit: int = Field(
+        ge=0, le=9, description="The most likely digit (even when `is_digit` is false)."
+    )
+    confidence: float = Field(
+        description="Probability of `digit`: low for an image that is not a digit."
+    )
+    is_digit: bool = Field(
+        description="Whether the image is answered as a digit: `not_a_digit` is below the "
+        "threshold (`not_a_digit_threshold`, default 0.5). Always true for a model without "
+        "the not-a-digit output."
+    )
+    not_a_digit: float | None = Field(
+        description="Calibrated probability that the image is not a digit at all (a letter, "
+        "a shape, a doodle...); null for a model without the not-a-digit output."
+    )
     top_k: list[DigitProbability] = Field(description="The `top_k` most likely digits, best first.")
     probabilities: list[float] = Field(
-        description="Probability of each digit 0–9, in digit order; they sum to 1."
+        description="Probability of each digit 0–9, in digit order. They sum to 1 − "
+        "`not_a_digit` (to 1 for a model without the not-a-digit output)."
     )
     preprocessed: str | None = Field(
         default=None,

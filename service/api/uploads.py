@@ -14,7 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from service.api import dataplane
 from service.api.forms import json_scalar, strict_form
-from service.api.schemas import PredictResponse
+from service.api.schemas import THRESHOLD_DESCRIPTION, PredictResponse
 from service.errors import InvalidImageError
 from service.web.bounds import checked_id, echo
 from service.web.errors import documented_errors
@@ -40,6 +40,9 @@ class UploadForm(BaseModel):
     )
     return_preprocessed: Annotated[bool, BeforeValidator(json_scalar)] = Field(
         default=False, description="Also return the 28×28 image the model saw (base64 PNG)."
+    )
+    not_a_digit_threshold: Annotated[float | None, BeforeValidator(json_scalar)] = Field(
+        default=None, gt=0, le=1, description=THRESHOLD_DESCRIPTION
     )
 
 
@@ -79,6 +82,11 @@ async def predict_upload(
         names.append(name)
     return json_response(
         await dataplane.predict_encoded(
-            recognizer, files, names, form.top_k, form.return_preprocessed
+            recognizer,
+            files,
+            names,
+            form.top_k,
+            form.return_preprocessed,
+            threshold=form.not_a_digit_threshold,
         )
     )

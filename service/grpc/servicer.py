@@ -21,6 +21,7 @@ from service.grpc.proto import grpc_predict_v2_pb2 as pb
 from service.grpc.tensors import infer_request, infer_response, status_code_of
 from service.middleware.auth import presented_key, refusal_for
 from service.v2.dataplane import OpenInference
+from service.v2.outputs import model_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +64,8 @@ class InferenceServicer:
 
     async def model_infer(self, request: pb.ModelInferRequest, context: Any) -> Any:
         card = self.inference.model(request.model_name, request.model_version or None)
-        parsed, binary = infer_request(request)
-        probabilities = await self.inference.classify(parsed.inputs[0], binary)
-        return infer_response(parsed, card, probabilities)
+        parsed, binary = infer_request(request, model_outputs(card))
+        return infer_response(parsed, card, await self.inference.predict(parsed, binary))
 
     async def repository_index(self, request: pb.RepositoryIndexRequest, context: Any) -> Any:
         models = self.inference.repository_index(ready_only=request.ready)

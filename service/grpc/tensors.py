@@ -7,7 +7,7 @@ same code (service/v2/codec.py) checks, decodes and answers both protocols.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import grpc
 import numpy as np
@@ -16,7 +16,7 @@ from service.errors import DigitsError
 from service.grpc.proto import grpc_predict_v2_pb2 as pb
 from service.model_card import ModelCard
 from service.v2.codec import TensorError, check_request
-from service.v2.outputs import OUTPUT_DATATYPES, output_tensors
+from service.v2.outputs import OUTPUT_DATATYPES
 from service.v2.schemas import InferRequest, Parameters, RequestInput, RequestOutput
 from service.web.errors import NotSupportedError, status_of
 
@@ -53,8 +53,11 @@ def parameters(entries: Mapping[str, pb.InferParameter]) -> Parameters | None:
     return values
 
 
-def infer_request(message: pb.ModelInferRequest) -> tuple[InferRequest, bytes | None]:
-    """The request as `InferRequest`, and its input's raw contents, checked like REST's."""
+def infer_request(
+    message: pb.ModelInferRequest, known_outputs: Collection[str]
+) -> tuple[InferRequest, bytes | None]:
+    """The request as `InferRequest`, and its input's raw contents, checked like REST's
+    against the model's outputs (service/v2/outputs.py: `model_outputs`)."""
     raw = message.raw_input_contents
     if raw and len(raw) != len(message.inputs):
         raise TensorError(
@@ -95,19 +98,19 @@ def infer_request(message: pb.ModelInferRequest) -> tuple[InferRequest, bytes | 
         inputs=inputs,
         outputs=outputs or None,
     )
-    return check_request(request, raw[0] if len(raw) == 1 else b"")
+    return check_request(request, raw[0] if len(raw) == 1 else b"", known_outputs)
 
 
 def infer_response(
-    request: InferRequest, card: ModelCard, probabilities: np.ndarray
+    request: InferRequest, card: ModelCard, tensors: dict[str, np.ndarray]
 ) -> pb.ModelInferResponse:
-    """The outputs asked for (all by default), as raw little-endian contents, as Triton
-    answers: `tritonclient.grpc`'s `as_numpy` reads them without a copy per element."""
-    tensors = output_tensors(probabilities)
+    """The outputs asked for (all of `tensors`, the model's, by default), as raw
+    little-endian contents, as Triton answers: `tritonclient.grpc`'s `as_numpy` reads them
+    without a copy per element (BOOL: one byte each)."""
     response = pb.ModelInferResponse(
         model_name=card.name, model_version=card.version, id=request.id or ""
     )
-    for name in [output.name for output in request.outputs or ()] or list(OUTPUT_DATATYPES):
+    for name in [output.name for output in request.outputs or ()] or list(tensors):
         array = tensors[name]
         response.outputs.add(name=name, datatype=OUTPUT_DATATYPES[name], shape=array.shape)
         response.raw_output_contents.append(

@@ -37,7 +37,8 @@ def _tensor_spec(detail: dict[str, Any]) -> TensorSpec:
 
 
 class LiteRTModel:
-    """Runs float32 images in [0, 1], shaped (N, 28, 28, 1), and returns probabilities (N, 10)."""
+    """Runs float32 images in [0, 1], shaped (N, 28, 28, 1), and returns the model's
+    probabilities: (N, 10), or (N, 11) for a model with the not-a-digit output."""
 
     def __init__(self, model_content: bytes, num_threads: int = 1) -> None:
         self._interpreter = Interpreter(model_content=model_content, num_threads=num_threads)
@@ -80,9 +81,8 @@ class LiteRTModel:
         # int8 outputs are coarse (steps of 1/256); renormalize so they still sum to 1.
         probabilities = np.clip(probabilities, 0.0, None)
         totals = probabilities.sum(axis=1, keepdims=True)
-        return np.divide(
-            probabilities, totals, out=np.full_like(probabilities, 0.1), where=totals > 0
-        )
+        uniform = np.full_like(probabilities, 1 / probabilities.shape[1])
+        return np.divide(probabilities, totals, out=uniform, where=totals > 0)
 
     def run(self, images: np.ndarray) -> np.ndarray:
         """One interpreter call for the whole batch."""

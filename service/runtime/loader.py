@@ -17,7 +17,6 @@ from service.errors import ModelLoadError
 from service.model_card import (
     DIGIT_LABELS,
     IMAGE_SIDE,
-    NUM_CLASSES,
     Artifact,
     ModelCard,
     TensorSpec,
@@ -52,8 +51,8 @@ def load_verified_model(
     content = _read_checked(path, artifact)
     interpreters = [_open(content, path, num_threads) for _ in range(count)]
     for interpreter in interpreters:
-        _check_tensors(interpreter, artifact, path)
-        _warm_up(interpreter, path)
+        _check_tensors(interpreter, artifact, path, card.outputs)
+        _warm_up(interpreter, path, card.outputs)
     return VerifiedModel(card, key, artifact, path, interpreters)
 
 
@@ -94,7 +93,7 @@ def _open(content: bytes, path: Path, num_threads: int) -> LiteRTModel:
         raise ModelLoadError(f"cannot open {path} with LiteRT: {_one_line(str(error))}") from None
 
 
-def _check_tensors(interpreter: LiteRTModel, artifact: Artifact, path: Path) -> None:
+def _check_tensors(interpreter: LiteRTModel, artifact: Artifact, path: Path, outputs: int) -> None:
     for role, expected, actual in (
         ("input", artifact.input, interpreter.input_spec),
         ("output", artifact.output, interpreter.output_spec),
@@ -112,8 +111,13 @@ def _check_tensors(interpreter: LiteRTModel, artifact: Artifact, path: Path) -> 
     ):
         side = f"{IMAGE_SIDE}×{IMAGE_SIDE}"
         raise ModelLoadError(f"{path}: input shape {artifact.input.shape} is not {side}")
-    if artifact.output is not None and artifact.output.shape != [NUM_CLASSES]:
-        raise ModelLoadError(f"{path}: output shape {artifact.output.shape} is not [{NUM_CLASSES}]")
+    if artifact.output is not None and artifact.output.shape != [outputs]:
+        # The card's `not_a_digit` says whether the model has the 11th output.
+        what = "10 digits and not-a-digit" if outputs > len(DIGIT_LABELS) else "10 digits"
+        raise ModelLoadError(
+            f"{path}: output shape {artifact.output.shape} is not [{outputs}] ({what}, "
+            "as its card says)"
+        )
 
 
 def _same_spec(expected: TensorSpec, actual: TensorSpec) -> bool:
@@ -135,7 +139,7 @@ def _describe(spec: TensorSpec) -> str:
     return text
 
 
-def _warm_up(interpreter: LiteRTModel, path: Path) -> None:
+def _warm_up(interpreter: LiteRTModel, path: Path, outputs: int) -> None:
     # The first invoke allocates and packs weights; do it now, not on a user's request,
     # and check that the output really is a probability distribution.
     blank = np.zeros((1, IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
@@ -144,7 +148,7 @@ def _warm_up(interpreter: LiteRTModel, path: Path) -> None:
     except (ValueError, RuntimeError) as error:
         raise ModelLoadError(f"warm-up inference with {path} failed: {error}") from None
     total = float(probabilities.sum())
-    if probabilities.shape != (1, 10) or not math.isfinite(total) or abs(total - 1) > 0.02:
+    if probabilities.shape != (1, outputs) or not math.isfinite(total) or abs(total - 1) > 0.02:
         raise ModelLoadError(
             f"warm-up inference with {path} returned no probabilities "
             f"(shape {probabilities.shape}, sum {total:.4g})"

@@ -35,6 +35,7 @@ from service.runtime.admission import Admission
 from service.runtime.batcher import MicroBatcher
 from service.runtime.loader import VerifiedModel, load_verified_model
 from service.runtime.pool import InferenceObserver, InterpreterPool
+from service.runtime.scores import Scores, split_outputs
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,10 @@ class Recognition(NamedTuple):
     """What the model saw and what it said, one row per image, in input order."""
 
     pixels: np.ndarray  # (N, 28, 28) float32 in [0, 1], white digit on black
-    probabilities: np.ndarray  # (N, 10) float64, each row summing to 1
+    # (N, 10) float64, each digit's probability: the model's own, so that with the
+    # not-a-digit output a row sums to 1 − not_a_digit (to 1 without it).
+    probabilities: np.ndarray
+    not_a_digit: np.ndarray | None  # (N,) float64; None for a model without the output
 
 
 class Recognizer:
@@ -156,12 +160,17 @@ class Recognizer:
     # ------------------------------------------------------------ in the caller's thread
 
     def classify(self, pixels: np.ndarray, abandoned: threading.Event | None = None) -> np.ndarray:
-        """(N, 28, 28) float32 in [0, 1] → (N, 10) float64 probabilities summing to 1."""
+        """(N, 28, 28) float32 in [0, 1] → (N, 10) float64 probabilities of the digits,
+        summing to 1 (to 1 − not_a_digit for a model with that output: see `score`)."""
+        return self.score(pixels, abandoned).probabilities
+
+    def score(self, pixels: np.ndarray, abandoned: threading.Event | None = None) -> Scores:
+        """`classify`, with the not-a-digit probabilities of a model that has them."""
         self.model  # noqa: B018 - raises ModelNotReadyError before any interpreter is taken
-        return self._pool.classify(pixels, abandoned)
+        return split_outputs(self._pool.classify(pixels, abandoned))
 
     def recognize(self, images: Sequence[bytes]) -> Recognition:
-        """Encoded image files (PNG, JPEG, ...) → what the model saw, and its probabilities.
+        """Encoded image files (PNG, JPEG, ...) → what the model saw, and what it said.
 
         A bad image raises a `DigitsError` whose `index` names it.
         """
@@ -169,12 +178,12 @@ class Recognizer:
 
     # ----------------------------------------------------------- from the event loop
 
-    async def classify_async(self, pixels: np.ndarray) -> np.ndarray:
-        """`classify`, in a worker thread; `OverloadedError` when too busy."""
+    async def score_async(self, pixels: np.ndarray) -> Scores:
+        """`score`, in a worker thread; `OverloadedError` when too busy."""
         self.model  # noqa: B018
         abandoned = threading.Event()
         with self.admission.admit(len(pixels)), abandon_on_exit(abandoned):
-            return await in_thread(self._pool.classify, pixels, abandoned)
+            return split_outputs(await in_thread(self._pool.classify, pixels, abandoned))
 
     async def recognize_async(
         self, images: Sequence[T], read: Callable[[T], bytes] | None = None
@@ -216,8 +225,8 @@ class Recognizer:
         # and the loop decodes one image at a time anyway.
         pixels = self._preprocess_now(0, data)[np.newaxis]
         if self._batcher is None:
-            return Recognition(pixels, self._pool.classify_on_loop(pixels))
-        return Recognition(pixels, await self._batcher.submit(pixels))
+            return Recognition(pixels, *split_outputs(self._pool.classify_on_loop(pixels)))
+        return Recognition(pixels, *split_outputs(await self._batcher.submit(pixels)))
 
     def _recognize_all(
         self, images: Sequence[T], read: Callable[[T], bytes], abandoned: threading.Event | None
@@ -234,7 +243,7 @@ class Recognizer:
                 preprocess_images(uploads, preprocess)  # an earlier bad image is named first
                 raise
         pixels = preprocess_images(uploads, preprocess)
-        return Recognition(pixels, self.classify(pixels, abandoned))
+        return Recognition(pixels, *self.score(pixels, abandoned))
 
     def _read(self, index: int, item: T, read: Callable[[T], bytes]) -> bytes:
         try:
@@ -270,4 +279,4 @@ def _cheap_to_decode(data: bytes) -> bool:
     return pixels is None or pixels <= INLINE_MAX_PIXELS
 
 
-__all__ = ["ModelLoadError", "Recognition", "Recognizer"]
+__all__ = ["ModelLoadError", "Recognition", "Recognizer", "Scores"]

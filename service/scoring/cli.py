@@ -2,8 +2,8 @@
 
 Against a running service (`--url`; service/scoring/remote.py, the `client` extra only:
 httpx and tqdm, nothing of the server) or in this process (`--local`, the runtime itself:
-service/scoring/local.py, the `serve` extra). Writes `path,digit,confidence,error` per
-file, in input order (service/scoring/results.py).
+service/scoring/local.py, the `serve` extra). Writes `path,digit,confidence,error,
+is_digit,not_a_digit` per file, in input order (service/scoring/results.py).
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="digits-score",
         description="Recognize the digits in image files with a running digits service. "
-        "Writes path,digit,confidence,error per file (error empty when scored).",
+        "Writes path,digit,confidence,error,is_digit,not_a_digit per file (error empty when "
+        "scored; is_digit and not_a_digit empty for a model without the not-a-digit output).",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="file, folder or glob pattern")
     parser.add_argument("--url", default="http://localhost:8000", help="the service's base URL")

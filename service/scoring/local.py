@@ -11,8 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from service.errors import DigitsError
-from service.runtime.recognizer import Recognizer
+from service.runtime.recognizer import Recognition, Recognizer
+from service.runtime.scores import is_digit
 from service.scoring.results import Result
 
 
@@ -55,11 +58,32 @@ class LocalScorer:
                 position, _ = pending.pop(error.index)
                 results[position] = Result(names[position], error=error.message)
                 continue
-            for (position, _), row in zip(pending, recognition.probabilities, strict=True):
-                digit = int(row.argmax())
-                results[position] = Result(names[position], digit, float(row[digit]))
+            positions = [position for position, _ in pending]
+            scored = self._scored([names[position] for position in positions], recognition)
+            results.update(zip(positions, scored, strict=True))
             break
         return [results[position] for position in range(len(payloads))]
+
+    def _scored(self, names: list[str], recognition: Recognition) -> list[Result]:
+        """Rows for recognized images: the best digit and its probability, and `is_digit` by
+        the settings' threshold; both not-a-digit fields are empty for a model without the
+        output, as they are from a server (which says null)."""
+        probabilities, not_a_digit = recognition.probabilities, recognition.not_a_digit
+        count = len(probabilities)
+        digits = probabilities.argmax(axis=1)
+        confidences = probabilities[np.arange(count), digits]
+        verdicts: list[bool | None] = [None] * count
+        refusals: list[float | None] = [None] * count
+        if not_a_digit is not None:
+            threshold = self.recognizer.settings.not_a_digit_threshold
+            verdicts = is_digit(not_a_digit, threshold, count).tolist()
+            refusals = not_a_digit.tolist()
+        return [
+            Result(name, digit, confidence, None, verdict, refusal)
+            for name, digit, confidence, verdict, refusal in zip(
+                names, digits.tolist(), confidences.tolist(), verdicts, refusals, strict=True
+            )
+        ]
 
     def close(self) -> None:
         """Nothing to release: the interpreters go with the process."""

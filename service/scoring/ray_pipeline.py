@@ -3,8 +3,9 @@
 `digits-score` sends files to one running service; for millions of images a Ray cluster
 reads them where they lie (a folder, S3, GCS: anything `ray.data.read_binary_files`
 reads), scores them in `map_batches` with one `Recognizer` per actor (the model is loaded
-and verified once per actor, not per batch), and writes `path,digit,confidence,error`
-as Parquet or CSV files. An unreadable or refused image is a row with its error, not a
+and verified once per actor, not per batch), and writes `path,digit,confidence,error,
+is_digit,not_a_digit` (the last two null for a model without the not-a-digit output) as
+Parquet or CSV files. An unreadable or refused image is a row with its error, not a
 failed job.
 
     pip install 'digits[batch]'
@@ -56,6 +57,8 @@ class DigitScorer:
                 "digit": pa.array([r.digit for r in results], pa.int8()),
                 "confidence": pa.array([r.confidence for r in results], pa.float64()),
                 "error": pa.array([r.error for r in results], pa.string()),
+                "is_digit": pa.array([r.is_digit for r in results], pa.bool_()),
+                "not_a_digit": pa.array([r.not_a_digit for r in results], pa.float64()),
             }
         )
 
@@ -77,7 +80,8 @@ def score_dataset(
 ) -> Dataset:
     """Scores a dataset with `bytes` (encoded images) and `path` columns, as made by
     `ray.data.read_binary_files(..., include_paths=True)`; columns `path, digit,
-    confidence, error` out, one row per image. `actors` defaults to `default_actors()`."""
+    confidence, error, is_digit, not_a_digit` out, one row per image. `actors` defaults
+    to `default_actors()`."""
     if actors is None:
         actors = default_actors()
     if actors < 1 or batch_size < 1:

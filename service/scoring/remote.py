@@ -24,6 +24,7 @@ from tqdm import tqdm
 from service.scoring.results import Result
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+Fields = dict[str, Any]  # a `Result`'s fields but the path
 # How /v1/predict says a batch is over DIGITS_MAX_IMAGES. Its code, `invalid_request`, is
 # shared with other rules, and `GET /v1/model` does not publish the limit: the message is
 # the only place the number is.
@@ -57,8 +58,8 @@ class HttpScorer:
             except OSError as error:
                 results[position] = Result(str(path), error=f"cannot read: {error.strerror}")
         try:
-            for position, result in self._score_items(items):
-                results[position] = Result(str(paths[position]), *result)
+            for position, fields in self._score_items(items):
+                results[position] = Result(str(paths[position]), **fields)
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
             # Not what a digits service answers (a proxy's page, another service...).
             problem = f"unexpected response: {type(error).__name__}: {error}"
@@ -66,9 +67,7 @@ class HttpScorer:
                 results.setdefault(position, Result(str(paths[position]), error=problem))
         return [results[position] for position in range(len(paths))]
 
-    def _score_items(
-        self, items: list[tuple[int, str]]
-    ) -> Iterator[tuple[int, tuple[int | None, float | None, str | None]]]:
+    def _score_items(self, items: list[tuple[int, str]]) -> Iterator[tuple[int, Fields]]:
         while items:
             limit = self.max_images
             if limit is not None and len(items) > limit:
@@ -79,17 +78,17 @@ class HttpScorer:
             try:
                 response = self._post(payload)
             except RequestFailedError as error:
-                yield from ((position, (None, None, str(error))) for position, _ in items)
+                yield from ((position, {"error": str(error)}) for position, _ in items)
                 return
             if response.status_code == 200:
                 predictions = response.json()["predictions"]
                 for (position, _), prediction in zip(items, predictions, strict=True):
-                    yield position, (prediction["digit"], prediction["confidence"], None)
+                    yield position, _scored(prediction)
                 return
             message, index = _error_of(response)
             if response.status_code == 422 and index is not None and 0 <= index < len(items):
                 # One bad image: report it, send the others again.
-                yield items.pop(index)[0], (None, None, message)
+                yield items.pop(index)[0], {"error": message}
             elif response.status_code == 422 and self._learn_limit(message, len(items)):
                 continue  # the loop's first step now splits the batch
             elif response.status_code == 413 and len(items) > 1:
@@ -98,7 +97,7 @@ class HttpScorer:
                 yield from self._score_items(items[half:])
                 return
             else:
-                yield from ((position, (None, None, message)) for position, _ in items)
+                yield from ((position, {"error": message}) for position, _ in items)
                 return
 
     def _learn_limit(self, message: str, sent: int) -> bool:
@@ -134,6 +133,18 @@ class HttpScorer:
                 return response
             problem = f"HTTP {response.status_code}: {_error_of(response)[0]}"
         raise RequestFailedError(f"gave up after {self.retries + 1} attempts; last: {problem}")
+
+
+def _scored(prediction: dict[str, Any]) -> Fields:
+    """A prediction's fields; a server without the not-a-digit fields (older) or whose
+    model lacks the output (`not_a_digit` null) leaves both empty, as `--local` does."""
+    not_a_digit = prediction.get("not_a_digit")
+    return {
+        "digit": prediction["digit"],
+        "confidence": prediction["confidence"],
+        "is_digit": None if not_a_digit is None else prediction["is_digit"],
+        "not_a_digit": not_a_digit,
+    }
 
 
 def _error_of(response: httpx.Response) -> tuple[str, int | None]:

@@ -7,7 +7,9 @@ import json
 from dataclasses import asdict, dataclass
 from typing import IO
 
-COLUMNS = ("path", "digit", "confidence", "error")
+# The not-a-digit columns come last, so that readers of the first four by position still
+# read the same columns.
+COLUMNS = ("path", "digit", "confidence", "error", "is_digit", "not_a_digit")
 
 
 @dataclass(frozen=True)
@@ -16,6 +18,9 @@ class Result:
     digit: int | None = None
     confidence: float | None = None
     error: str | None = None
+    # None for a model without the not-a-digit output (it was not asked), and for errors.
+    is_digit: bool | None = None
+    not_a_digit: float | None = None
 
 
 class Writer:
@@ -28,9 +33,21 @@ class Writer:
     def write(self, results: list[Result]) -> None:
         for result in results:
             if self.csv is not None:
-                confidence = "" if result.confidence is None else f"{result.confidence:.6f}"
-                digit = "" if result.digit is None else result.digit
-                self.csv.writerow([result.path, digit, confidence, result.error or ""])
+                self.csv.writerow(
+                    [
+                        result.path,
+                        "" if result.digit is None else result.digit,
+                        _number(result.confidence),
+                        result.error or "",
+                        # As JSON and Ray's CSV spell it, not Python's True.
+                        "" if result.is_digit is None else str(result.is_digit).lower(),
+                        _number(result.not_a_digit),
+                    ]
+                )
             else:
                 self.stream.write(json.dumps(asdict(result)) + "\n")
         self.stream.flush()
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"

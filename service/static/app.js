@@ -204,27 +204,44 @@
   }
 
   function showPrediction(prediction) {
-    const percent = formatPercent(prediction.confidence);
-    digitView.textContent = String(prediction.digit);
-    statusView.textContent = `The model reads a ${prediction.digit}.`;
-    confidenceView.textContent = `Confidence ${percent}`;
+    // The model may say the image is no digit at all (a letter, a shape, a scribble): then
+    // say so instead of naming a digit. The bars still show each digit's probability
+    // (they sum to 1 minus not_a_digit). An answer without is_digit is a digit.
+    const isDigit = prediction.is_digit !== false;
+    if (isDigit) {
+      digitView.textContent = String(prediction.digit);
+      statusView.textContent = `The model reads a ${prediction.digit}.`;
+      confidenceView.textContent = `Confidence ${formatPercent(prediction.confidence)}`;
+    } else {
+      digitView.textContent = "✕";
+      statusView.textContent = "That does not look like a digit.";
+      confidenceView.textContent = `Not a digit: ${formatPercent(prediction.not_a_digit)}`;
+    }
     errorView.hidden = true;
     errorView.textContent = "";
     prediction.probabilities.forEach((probability, digit) => {
       barFills[digit].style.height = `${(probability * 100).toFixed(1)}%`;
       barValues[digit].textContent = formatPercent(probability, 0);
       const item = barFills[digit].closest(".bar");
-      item.classList.toggle("best", digit === prediction.digit);
+      item.classList.toggle("best", isDigit && digit === prediction.digit);
       item.setAttribute("aria-label", `${digit}: ${formatPercent(probability)}`);
     });
     if (prediction.preprocessed) {
       seen.src = `data:image/png;base64,${prediction.preprocessed}`;
-      seen.alt = `The 28 by 28 image the model saw for this ${prediction.digit}`;
+      seen.alt = isDigit
+        ? `The 28 by 28 image the model saw for this ${prediction.digit}`
+        : "The 28 by 28 image the model saw";
       seen.hidden = false;
       seenEmpty.hidden = true;
     }
     result.dataset.digit = String(prediction.digit);
     result.dataset.confidence = String(prediction.confidence);
+    result.dataset.isDigit = String(isDigit);
+    if (prediction.not_a_digit !== null && prediction.not_a_digit !== undefined) {
+      result.dataset.notADigit = String(prediction.not_a_digit);
+    } else {
+      delete result.dataset.notADigit;
+    }
     finish("done");
   }
 
@@ -233,6 +250,8 @@
     confidenceView.textContent = "";
     delete result.dataset.digit;
     delete result.dataset.confidence;
+    delete result.dataset.isDigit;
+    delete result.dataset.notADigit;
     barFills.forEach((fill, digit) => {
       fill.style.height = "0";
       barValues[digit].textContent = "–";

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import struct
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -19,12 +20,12 @@ from pydantic import ValidationError
 
 from service.imaging.decode import decode_base64_image
 from service.model_card import IMAGE_SIDE
-from service.v2.outputs import OUTPUT_DATATYPES
 from service.v2.schemas import InferRequest, Parameters, RequestInput
 from service.web.bounds import ID_MAX_LENGTH, clip, echo
 from service.web.errors import HttpError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+THRESHOLD_PARAMETER = "not_a_digit_threshold"
 # One image per row of the batch, as the model's own (28, 28, 1), without the
 # channel, or flattened like most MNIST tutorials keep it.
 PIXEL_SHAPES = ((IMAGE_SIDE, IMAGE_SIDE), (IMAGE_SIDE, IMAGE_SIDE, 1), (IMAGE_SIDE * IMAGE_SIDE,))
@@ -73,8 +74,11 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return header, binary
 
 
-def read_request(header: bytes | memoryview, binary: bytes) -> tuple[InferRequest, bytes | None]:
-    """The request, and the binary data of its input when it came as binary tensor data.
+def read_request(
+    header: bytes | memoryview, binary: bytes, outputs: Collection[str]
+) -> tuple[InferRequest, bytes | None]:
+    """The request, and the binary data of its input when it came as binary tensor data;
+    `outputs` are the model's (service/v2/outputs.py: `model_outputs`).
 
     `header` is JSON already judged by `check_json_body` (service/web/json_body.py) against
     `max_json_values`: no more values than a valid request holds are built here.
@@ -87,23 +91,27 @@ def read_request(header: bytes | memoryview, binary: bytes) -> tuple[InferReques
         request = InferRequest.model_validate(document)
     except ValidationError as error:
         raise TensorError(_validation_message(error)) from None
-    return check_request(request, binary)
+    return check_request(request, binary, outputs)
 
 
-def check_request(request: InferRequest, binary: bytes) -> tuple[InferRequest, bytes | None]:
+def check_request(
+    request: InferRequest, binary: bytes, outputs: Collection[str]
+) -> tuple[InferRequest, bytes | None]:
     """What any encoding of a request must satisfy (REST here, gRPC in service/grpc): one
-    input, known outputs; returns it with its input's binary data, if it has binary data."""
+    input, outputs among the model's `outputs`, valid parameters; returns it with its
+    input's binary data, if it has binary data."""
     if len(request.inputs) != 1:
         names = clip(", ".join(repr(tensor.name) for tensor in request.inputs)) or "none"
         raise TensorError(f"the model takes exactly one input tensor (the images); got {names}")
     for output in request.outputs or ():
-        if output.name not in OUTPUT_DATATYPES:
-            known = ", ".join(OUTPUT_DATATYPES)
+        if output.name not in outputs:
+            known = ", ".join(outputs)
             raise TensorError(f"unknown output {output.name!r}; the model's outputs are {known}")
         if (output.parameters or {}).get("classification") is not None:
             raise TensorError("the classification extension is not supported")
         _flag(output.parameters, "binary_data", default=False)
     _flag(request.parameters, "binary_data_output", default=False)
+    not_a_digit_threshold(request.parameters, default=1.0)  # refused now, before inference
 
     (tensor,) = request.inputs
     size = (tensor.parameters or {}).get("binary_data_size")
@@ -256,6 +264,19 @@ def _flatten(name: str, data: list[Any], depth: int, count: int) -> list[Any]:
         else:
             flat.append(item)
     return flat
+
+
+def not_a_digit_threshold(parameters: Parameters | None, *, default: float) -> float:
+    """The request's `not_a_digit_threshold` parameter (0 < t ≤ 1), else `default`."""
+    value = (parameters or {}).get(THRESHOLD_PARAMETER)
+    if value is None:
+        return default
+    # bool is an int to Python, not a number to the protocol.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise TensorError(
+            f"parameter {THRESHOLD_PARAMETER} must be a number in (0, 1], got {echo(value)}"
+        )
+    return float(value)
 
 
 def _flag(parameters: Parameters | None, key: str, *, default: bool) -> bool:

@@ -15,8 +15,9 @@ from fastapi import Response
 from service import __version__
 from service.errors import DigitsError, ModelNotReadyError
 from service.middleware.metrics import IMAGES_PER_REQUEST
-from service.model_card import IMAGE_SIDE, NUM_CLASSES, ModelCard
+from service.model_card import IMAGE_SIDE, ModelCard
 from service.runtime.recognizer import Recognizer
+from service.runtime.scores import Scores
 from service.v2.codec import (
     HEADER_LENGTH,
     EncodedImage,
@@ -24,11 +25,13 @@ from service.v2.codec import (
     decode_images,
     image_bytes,
     max_json_values,
+    not_a_digit_threshold,
     read_request,
     split_body,
 )
-from service.v2.outputs import OUTPUT_DATATYPES, encode_response
+from service.v2.outputs import encode_response, model_outputs, output_metadata, output_tensors
 from service.v2.schemas import (
+    InferRequest,
     MetadataTensor,
     ModelMetadata,
     RepositoryModel,
@@ -87,12 +90,8 @@ class OpenInference:
             versions=[info.version],
             platform=PLATFORM,
             inputs=[MetadataTensor(name=INPUT_NAME, datatype="FP32", shape=[-1, *shape])],
-            outputs=[
-                MetadataTensor(name="probabilities", datatype=OUTPUT_DATATYPES["probabilities"],
-                               shape=[-1, NUM_CLASSES]),
-                MetadataTensor(name="digit", datatype=OUTPUT_DATATYPES["digit"], shape=[-1]),
-            ],
-        )  # fmt: skip
+            outputs=output_metadata(info),
+        )
 
     async def infer(
         self,
@@ -115,9 +114,9 @@ class OpenInference:
             text = await check_json_body_async(header, max_json_values(max_images))
         except JsonBodyError as error:
             raise TensorError(f"the inference request is refused: {error}") from None
-        request, data = read_request(text, binary)
-        probabilities = await self.classify(request.inputs[0], data)
-        content, json_length = encode_response(request, info.name, info.version, probabilities)
+        request, data = read_request(text, binary, model_outputs(info))
+        tensors = await self.predict(request, data)
+        content, json_length = encode_response(request, info.name, info.version, tensors)
         if json_length is None:
             return Response(content, media_type="application/json")
         return Response(
@@ -126,13 +125,22 @@ class OpenInference:
             headers={HEADER_LENGTH: str(json_length)},
         )
 
-    async def classify(self, tensor: RequestInput, binary: bytes | None) -> np.ndarray:
-        """(N, 10) probabilities for the images of an input tensor, whichever the protocol
-        (REST above, gRPC in service/grpc) that carried it."""
+    async def predict(self, request: InferRequest, binary: bytes | None) -> dict[str, np.ndarray]:
+        """Every output tensor of the model, by name, for a checked request (its input's
+        `binary` data, if any), whichever the protocol (REST above, gRPC in service/grpc)
+        that carried it."""
+        scores = await self.score(request.inputs[0], binary)
+        default = self.recognizer.settings.not_a_digit_threshold
+        return output_tensors(scores, not_a_digit_threshold(request.parameters, default=default))
+
+    async def score(self, tensor: RequestInput, binary: bytes | None) -> Scores:
+        """What the model says of the images of an input tensor. Pixels go to the model as
+        they are, blank or constant ones too: a model with the not-a-digit output answers
+        those itself (trained on them), and /v1's refusal of blank uploads is about files."""
         images = decode_images(tensor, binary, self.recognizer.settings.max_images)
         IMAGES_PER_REQUEST.observe(len(images))
         if isinstance(images, np.ndarray):
-            return await self.recognizer.classify_async(images)
+            return await self.recognizer.score_async(images)
         return await self._recognize(tensor.name, images)
 
     def repository_index(self, ready_only: bool = False) -> list[RepositoryModel]:
@@ -163,11 +171,14 @@ class OpenInference:
             "unloading models; it serves the one model it started with (DIGITS_MODEL_CARD)"
         )
 
-    async def _recognize(self, tensor_name: str, images: list[EncodedImage]) -> np.ndarray:
+    async def _recognize(self, tensor_name: str, images: list[EncodedImage]) -> Scores:
         # The runtime call /v1/predict makes, so decoding limits, the bound on concurrent
         # decodes and the preprocessing are exactly those of /v1.
         try:
-            return (await self.recognizer.recognize_async(images, image_bytes)).probabilities
+            _, probabilities, not_a_digit = await self.recognizer.recognize_async(
+                images, image_bytes
+            )
+            return Scores(probabilities, not_a_digit)
         except ModelNotReadyError:
             raise
         except DigitsError as error:

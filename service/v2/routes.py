@@ -132,8 +132,12 @@ async def infer(model_name: ModelName, request: Request, inference: InferenceDep
     `[N, 28, 28]`, `[N, 28, 28, 1]` or `[N, 784]`, already MNIST-style (white digit on
     black, centred; not preprocessed again), or `BYTES` `[N]`: image files (PNG, JPEG...),
     base64 strings in JSON or raw bytes in binary data, preprocessed like `/v1/predict`
-    uploads. Outputs: `probabilities` (`FP32` `[N, 10]`) and `digit` (`INT64` `[N]`), all or
-    those requested in `outputs`. Binary tensor data (`Inference-Header-Content-Length`)
+    uploads. Outputs: `probabilities` (`FP32` `[N, 10]`) and `digit` (`INT64` `[N]`); with a
+    model that has the not-a-digit output also `not_a_digit` (`FP32` `[N, 1]`, the
+    calibrated probability that the image is no digit; the ten probabilities then sum to
+    1 − `not_a_digit`) and `is_digit` (`BOOL` `[N, 1]`: `not_a_digit` below the threshold,
+    default 0.5, or the request's `not_a_digit_threshold` parameter). All of them, or those
+    requested in `outputs`. Binary tensor data (`Inference-Header-Content-Length`)
     is accepted, and returned for outputs that ask for it (`binary_data`, or the request's
     `binary_data_output`)."""
     return await _infer(inference, request, model_name, None)

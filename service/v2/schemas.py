@@ -75,7 +75,11 @@ class RequestInput(BaseModel):
 
 
 class RequestOutput(BaseModel):
-    name: str = Field(max_length=ID_MAX_LENGTH, description="`probabilities` or `digit`.")
+    name: str = Field(
+        max_length=ID_MAX_LENGTH,
+        description="`probabilities` or `digit`; `not_a_digit` or `is_digit` with a model that "
+        "has the not-a-digit output (the model metadata lists the outputs).",
+    )
     parameters: Parameters | None = Field(
         default=None, description="`binary_data`: return this output in the binary part."
     )
@@ -88,7 +92,11 @@ class InferRequest(BaseModel):
         default=None, max_length=ID_MAX_LENGTH, description="Echoed in the response."
     )
     parameters: Parameters | None = Field(
-        default=None, description="`binary_data_output`: every output in binary unless it says."
+        default=None,
+        description="`binary_data_output`: every output in binary unless it says. "
+        "`not_a_digit_threshold` (a number, 0 < t ≤ 1): `is_digit` is false when "
+        "`not_a_digit` is at least this, instead of the server's "
+        "`DIGITS_NOT_A_DIGIT_THRESHOLD` (default 0.5).",
     )
     inputs: list[RequestInput] = Field(description="Exactly one input: the images.")
     outputs: list[RequestOutput] | None = Field(

@@ -172,6 +172,8 @@ def _type(schema: dict[str, Any]) -> str:
     bounds = []
     if "minimum" in schema:
         bounds.append(f"≥ {schema['minimum']:g}")
+    if "exclusiveMinimum" in schema:
+        bounds.append(f"> {schema['exclusiveMinimum']:g}")
     if "maximum" in schema:
         bounds.append(f"≤ {schema['maximum']:g}")
     return str(kind) + (f" ({', '.join(bounds)})" if bounds else "")

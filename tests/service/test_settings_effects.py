@@ -35,6 +35,11 @@ _SHEDDING = "middleware/test_load_shedding.py"
 EFFECT_TESTS: dict[str, list[str]] = {
     "model_card": [f"{_STARTUP}::test_missing_card"],
     "model_file": [f"{_STARTUP}::test_selected_model_file_is_served"],
+    "not_a_digit_threshold": [
+        "api/test_not_a_digit.py::test_the_setting_is_the_default_threshold",
+        "api/test_not_a_digit.py::test_the_setting_is_read_from_its_variable_and_bounded",
+        "v2/test_v2_not_a_digit.py::test_the_setting_is_the_default_threshold_on_v2",
+    ],
     "max_images": [f"{_ERRORS}::test_image_count_limits"],
     "max_body_bytes": [f"{_ERRORS}::test_declared_body_over_the_limit_is_413"],
     "max_pixels": [f"{_ERRORS}::test_pixel_limit_comes_from_settings"],

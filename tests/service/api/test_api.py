@@ -26,6 +26,11 @@ def _predict(client: TestClient, images: list[dict[str, str]], **fields: object)
     return response.json()
 
 
+def _rest(prediction: dict) -> float:
+    """What the ten digits' probabilities sum to: 1, less `not_a_digit` if the model has it."""
+    return 1 - (prediction["not_a_digit"] or 0)
+
+
 def test_single_image(client: TestClient, clear_digits: Digits, model_card: ModelCard) -> None:
     images, labels = clear_digits
     body = _predict(client, [{"data": png_base64(images[0])}])
@@ -37,7 +42,9 @@ def test_single_image(client: TestClient, clear_digits: Digits, model_card: Mode
     assert prediction["digit"] == labels[0]
     assert prediction["confidence"] == pytest.approx(max(prediction["probabilities"]))
     assert len(prediction["probabilities"]) == 10
-    assert sum(prediction["probabilities"]) == pytest.approx(1, abs=1e-9)
+    # Each digit's probability: with the not-a-digit output, they share what it leaves.
+    assert sum(prediction["probabilities"]) == pytest.approx(_rest(prediction), abs=1e-9)
+    assert prediction["is_digit"] is True
     assert len(prediction["top_k"]) == 3
     assert prediction["top_k"][0] == {"digit": labels[0], "probability": prediction["confidence"]}
     top = [item["probability"] for item in prediction["top_k"]]
@@ -177,7 +184,7 @@ def test_each_tflite_artifact_serves(
     predictions = body["predictions"]
     assert [p["digit"] for p in predictions] == labels.tolist()
     for prediction in predictions:
-        assert sum(prediction["probabilities"]) == pytest.approx(1, abs=1e-9)
+        assert sum(prediction["probabilities"]) == pytest.approx(_rest(prediction), abs=1e-9)
         assert min(prediction["probabilities"]) >= 0
 
 

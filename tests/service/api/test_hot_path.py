@@ -7,6 +7,7 @@ route accepts). The route's own answers are counted, so each test knows which on
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from service.api.schemas import PredictResponse
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import png_base64
+from tests.non_digits import non_digit_pngs
 
 Digits = tuple[np.ndarray, np.ndarray]
 HOT = "application/json"
@@ -48,19 +50,32 @@ def _post(client: TestClient, body: object, media_type: str) -> tuple[int, dict,
     return response.status_code, dict(response.headers), response.content
 
 
-def test_valid_requests_are_answered_by_the_hot_path_as_by_the_route(
-    client: TestClient, clear_digits: Digits, route_answers: list[bytes]
-) -> None:
-    images = [png_base64(digit) for digit in clear_digits[0][:3]]
-    requests: list[dict[str, Any]] = [
+def _valid_requests(digits: Digits) -> list[dict[str, Any]]:
+    images = [png_base64(digit) for digit in digits[0][:3]]
+    # Pictures of no digit too: with the not-a-digit output, their is_digit is false.
+    shapes = [base64.b64encode(png).decode() for png in non_digit_pngs().values()]
+    return [
         {"images": [{"data": images[0]}]},
         {"images": [{"data": image, "id": f"n{i}"} for i, image in enumerate(images)]},
         {"images": [{"data": images[1]}], "top_k": 10, "return_preprocessed": True},
+        {"images": [{"data": shape} for shape in [images[2], *shapes]]},
+        {"images": [{"data": images[0]}, {"data": shapes[0]}], "not_a_digit_threshold": 0.001},
+        {"images": [{"data": shapes[1]}], "not_a_digit_threshold": 1},
     ]
-    for request in requests:
-        hot_status, hot_headers, hot_body = _post(client, request, HOT)
+
+
+@pytest.mark.parametrize("model", ["committed", "ten_outputs"])
+def test_valid_requests_are_answered_by_the_hot_path_as_by_the_route(
+    request: pytest.FixtureRequest, model: str, clear_digits: Digits, route_answers: list[bytes]
+) -> None:
+    # The committed model, and one without the not-a-digit output (its fields null).
+    client: TestClient = request.getfixturevalue(
+        "client" if model == "committed" else "ten_output_client"
+    )
+    for request_body in _valid_requests(clear_digits):
+        hot_status, hot_headers, hot_body = _post(client, request_body, HOT)
         assert route_answers == []  # the route never saw it
-        route_status, route_headers, route_body = _post(client, request, ROUTE)
+        route_status, route_headers, route_body = _post(client, request_body, ROUTE)
         assert route_answers == [route_body]
         route_answers.clear()
         assert hot_status == route_status == 200
@@ -79,6 +94,9 @@ def test_valid_requests_are_answered_by_the_hot_path_as_by_the_route(
         {"images": [{"data": "QQ=="}], "topk": 3},  # unknown field
         {"images": [{"data": "QQ=="}], "top_k": "3"},  # strict types
         {"images": [{"data": "QQ=="}], "top_k": 11},
+        {"images": [{"data": "QQ=="}], "not_a_digit_threshold": 0},
+        {"images": [{"data": "QQ=="}], "not_a_digit_threshold": 1.01},
+        {"images": [{"data": "QQ=="}], "not_a_digit_threshold": "0.5"},
         {"images": [{"data": "QQ==", "id": "x" * 300}]},
         {"images": [{"data": "QQ=="}] * 300},  # over max_images
         b"[" * 100_000,  # more values than any valid request

@@ -17,10 +17,7 @@ import pytest
 
 from samples.uploads import encode_png
 from service.model_card import ModelCard
-from service.runtime.recognizer import Recognizer
-from service.settings import Settings
 from tests.conftest import REPO_ROOT
-from tests.loopback_server import live_server
 
 Digits = tuple[np.ndarray, np.ndarray]
 PACKAGE = "digits_api_client"
@@ -49,16 +46,6 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[st
         sys.path.remove(str(folder))
         for name in [m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")]:
             del sys.modules[name]
-
-
-@pytest.fixture(scope="module")
-def base_url(
-    make_settings: Callable[..., Settings], loaded_recognizer: Callable[[str | None], Recognizer]
-) -> Iterator[str]:
-    from service.app import create_app
-
-    with live_server(create_app(make_settings(), loaded_recognizer(None))) as url:
-        yield url
 
 
 def test_generated_client_calls_the_service(

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import BrowserContext, FilePayload, Page, expect
 
 from samples.uploads import encode_png
+from service.model_card import ModelCard
 from tests.service.api.browser import ARTIFACTS, chromium, running_service
 
 TIMEOUT_MS = 20_000  # generous: CI shares two cores with the service and the browser
@@ -180,6 +181,43 @@ def test_uploaded_mnist_digits_are_recognised(
         page.screenshot(path=ARTIFACTS / f"uploaded-{label}.png", full_page=True)
         print(f"uploaded MNIST {label}: the page shows {digit} at {confidence:.1%}")
         assert digit == label
+
+
+def test_an_upload_that_is_no_digit_is_called_so(
+    page: Page, service_url: str, not_a_digit_card: ModelCard, non_digits: dict[str, bytes]
+) -> None:
+    # The first picture the model refuses: the filled square, unless this model takes it.
+    name, png = next(iter(non_digits.items()))
+    page.locator("#file").set_input_files(
+        files=[FilePayload(name=f"{name}.png", mimeType="image/png", buffer=png)]
+    )
+    result = page.locator("#result")
+    expect(result).to_have_attribute("data-state", "done")
+    expect(result).to_have_attribute("data-is-digit", "false")
+    expect(page.locator("#status")).to_have_text("That does not look like a digit.")
+    # Instead of the number: no digit shown, none of the bars singled out...
+    expect(page.locator("#digit")).to_have_text("✕")
+    expect(page.locator("#bars li.best")).to_have_count(0)
+    # ...but the not-a-digit probability the API gave, and each digit's bar still.
+    answer = httpx.post(
+        service_url + "v1/predict", json={"images": [{"data": base64.b64encode(png).decode()}]}
+    ).json()["predictions"][0]
+    assert answer["is_digit"] is False
+    expect(page.locator("#confidence")).to_have_text(
+        f"Not a digit: {answer['not_a_digit'] * 100:.1f}%"
+    )
+    expect(page.locator("#bars li")).to_have_count(10)
+    best = max(range(10), key=lambda digit: answer["probabilities"][digit])
+    expect(page.locator("#bars li").nth(best)).to_have_attribute(
+        "aria-label", f"{best}: {answer['probabilities'][best] * 100:.1f}%"
+    )
+    page.screenshot(path=ARTIFACTS / "not-a-digit.png", full_page=True)
+
+    # A digit afterwards is a digit again.
+    _draw(page, DRAWINGS[7])
+    digit, _ = _shown_prediction(page)
+    assert digit == 7
+    expect(result).to_have_attribute("data-is-digit", "true")
 
 
 def test_keyboard_upload_of_a_bad_file_shows_the_api_error(page: Page, service_url: str) -> None:

@@ -69,7 +69,10 @@ def test_health_liveness_and_metadata(
     assert metadata["versions"] == [model_card.version]
     assert [(i["name"], i["datatype"]) for i in metadata["inputs"]] == [("images", "FP32")]
     outputs = {o["name"]: (o["datatype"], o["shape"]) for o in metadata["outputs"]}
-    assert outputs == {"probabilities": ("FP32", ["-1", "10"]), "digit": ("INT64", ["-1"])}
+    expected = {"probabilities": ("FP32", ["-1", "10"]), "digit": ("INT64", ["-1"])}
+    if model_card.not_a_digit is not None:
+        expected |= {"not_a_digit": ("FP32", ["-1", "1"]), "is_digit": ("BOOL", ["-1", "1"])}
+    assert outputs == expected
 
 
 def test_grpc_health_checking_protocol(grpc_server: tuple[ServerProcess, str]) -> None:
@@ -121,6 +124,51 @@ def test_infer_png_files_and_chosen_outputs(
     result = client.infer(model_card.name, [tensor], outputs=wanted, headers=AUTH)
     assert (result.as_numpy("digit") == labels[:32]).mean() >= 0.9
     assert result.as_numpy("probabilities") is None  # not requested, not sent
+
+
+def test_not_a_digit_outputs_blank_tensors_and_the_threshold_parameter(
+    client: triton.InferenceServerClient,
+    not_a_digit_card: ModelCard,
+    digits: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """`not_a_digit` and `is_digit` among the default outputs, `[N, 1]`; blank and constant
+    tensors (np.zeros...) reach the model, which must not call them confident digits."""
+    images = digits[0]
+    blank = np.stack([np.full((28, 28), value, np.uint8) for value in (0, 128, 255)])
+    batch = np.concatenate([images[:5], blank])
+    tensor = triton.InferInput("images", list(batch.shape), "UINT8")
+    tensor.set_data_from_numpy(batch)
+
+    result = client.infer(not_a_digit_card.name, [tensor], headers=AUTH)
+    not_a_digit, is_digit = result.as_numpy("not_a_digit"), result.as_numpy("is_digit")
+    assert not_a_digit.dtype == np.float32 and not_a_digit.shape == (8, 1)
+    assert is_digit.dtype == np.bool_ and is_digit.shape == (8, 1)
+    np.testing.assert_array_equal(is_digit[:, 0], not_a_digit[:, 0] < 0.5)
+    assert not is_digit[5:].any()
+    best = result.as_numpy("probabilities").max(axis=1)
+    assert (best[5:] < 0.5).all()
+
+    # A request's threshold: at the highest not-a-digit probability of the five digits.
+    threshold = float(not_a_digit[:5].max())
+    chosen = client.infer(
+        not_a_digit_card.name,
+        [tensor],
+        outputs=[triton.InferRequestedOutput("is_digit")],
+        parameters={"not_a_digit_threshold": threshold},
+        headers=AUTH,
+    )
+    assert chosen.as_numpy("probabilities") is None  # not requested, not sent
+    np.testing.assert_array_equal(chosen.as_numpy("is_digit"), not_a_digit < threshold)
+    error = _raised(
+        lambda: client.infer(
+            not_a_digit_card.name,
+            [tensor],
+            parameters={"not_a_digit_threshold": 2.0},
+            headers=AUTH,
+        )
+    )
+    assert error.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "not_a_digit_threshold must be a number in (0, 1]" in error.message()
 
 
 def test_errors_are_status_codes(

@@ -19,6 +19,7 @@ from service.model_card import ModelCard
 from service.runtime.recognizer import Recognizer
 from service.v2.codec import TensorError, decode_images
 from service.v2.dataplane import OpenInference
+from service.v2.outputs import DIGIT_OUTPUTS, model_outputs
 from service.web.errors import ModelNotFoundError, NotSupportedError
 
 
@@ -31,13 +32,12 @@ def _request(datatype: str, shape: list[int], **contents: Any) -> pb.ModelInferR
 
 
 def _digits(recognizer: Recognizer, request: pb.ModelInferRequest) -> np.ndarray:
-    parsed, binary = infer_request(request)
-    probabilities = asyncio.run(OpenInference(recognizer).classify(parsed.inputs[0], binary))
-    response = infer_response(parsed, recognizer.model.card, probabilities)
-    assert response.id == "t-1" and [o.name for o in response.outputs] == [
-        "probabilities",
-        "digit",
-    ]
+    card = recognizer.model.card
+    parsed, binary = infer_request(request, model_outputs(card))
+    tensors = asyncio.run(OpenInference(recognizer).predict(parsed, binary))
+    response = infer_response(parsed, card, tensors)
+    assert response.id == "t-1"
+    assert tuple(o.name for o in response.outputs) == model_outputs(card)  # all, in order
     return np.frombuffer(response.raw_output_contents[1], dtype="<i8")
 
 
@@ -65,15 +65,49 @@ def test_raw_contents_and_chosen_outputs(
     request.inputs.add(name="x", datatype="UINT8", shape=[4, 28, 28, 1])
     request.raw_input_contents.append(images[:4].tobytes())
     request.outputs.add(name="digit")
-    parsed, binary = infer_request(request)
-    probabilities = asyncio.run(
-        OpenInference(loaded_recognizer(None)).classify(parsed.inputs[0], binary)
-    )
-    response = infer_response(parsed, model_card, probabilities)
+    parsed, binary = infer_request(request, model_outputs(model_card))
+    tensors = asyncio.run(OpenInference(loaded_recognizer(None)).predict(parsed, binary))
+    response = infer_response(parsed, model_card, tensors)
     assert [(o.name, o.datatype, list(o.shape)) for o in response.outputs] == [
         ("digit", "INT64", [4])
     ]
     np.testing.assert_array_equal(np.frombuffer(response.raw_output_contents[0], "<i8"), labels[:4])
+
+
+def test_the_not_a_digit_outputs_as_raw_contents(
+    loaded_recognizer: Callable[[str | None], Recognizer],
+    not_a_digit_card: ModelCard,
+    clear_digits: tuple[np.ndarray, np.ndarray],
+) -> None:
+    request = pb.ModelInferRequest(model_name=not_a_digit_card.name)
+    request.inputs.add(name="x", datatype="UINT8", shape=[4, 28, 28])
+    request.raw_input_contents.append(clear_digits[0][:4].tobytes())
+    request.outputs.add(name="not_a_digit")
+    request.outputs.add(name="is_digit")
+    request.parameters["not_a_digit_threshold"].double_param = 0.5
+    parsed, binary = infer_request(request, model_outputs(not_a_digit_card))
+    tensors = asyncio.run(OpenInference(loaded_recognizer(None)).predict(parsed, binary))
+    response = infer_response(parsed, not_a_digit_card, tensors)
+    assert [(o.name, o.datatype, list(o.shape)) for o in response.outputs] == [
+        ("not_a_digit", "FP32", [4, 1]),
+        ("is_digit", "BOOL", [4, 1]),
+    ]
+    not_a_digit = np.frombuffer(response.raw_output_contents[0], "<f4")
+    is_digit = np.frombuffer(response.raw_output_contents[1], np.bool_)  # a byte each
+    np.testing.assert_array_equal(is_digit, not_a_digit < 0.5)
+    assert is_digit.all()
+
+
+def test_a_model_without_the_output_has_only_the_digits_outputs(
+    ten_output_recognizer: Recognizer, clear_digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    card = ten_output_recognizer.model.card
+    assert model_outputs(card) == DIGIT_OUTPUTS
+    request = _request("UINT8", [2, 784], uint_contents=clear_digits[0][:2].ravel().tolist())
+    np.testing.assert_array_equal(_digits(ten_output_recognizer, request), clear_digits[1][:2])
+    request.outputs.add(name="is_digit")
+    with pytest.raises(TensorError, match="unknown output 'is_digit'"):
+        infer_request(request, model_outputs(card))
 
 
 @pytest.mark.parametrize(
@@ -92,7 +126,7 @@ def test_malformed_requests_name_the_problem(
     request = _request("UINT8", [1, 784], uint_contents=[0] * 784)
     edit(request)
     with pytest.raises(TensorError, match=message):
-        parsed, binary = infer_request(request)
+        parsed, binary = infer_request(request, DIGIT_OUTPUTS)
         # Some problems show once the tensor is decoded, as over REST.
         decode_images(parsed.inputs[0], binary, max_images=256)
 
@@ -102,7 +136,7 @@ def test_raw_contents_must_match_the_inputs() -> None:
     request.inputs[0].ClearField("contents")
     request.raw_input_contents.extend([b"\0" * 784, b"\0" * 784])
     with pytest.raises(TensorError, match="2 raw_input_contents for 1 inputs"):
-        infer_request(request)
+        infer_request(request, DIGIT_OUTPUTS)
 
 
 def test_errors_map_to_the_status_codes_of_their_http_statuses() -> None:

@@ -85,7 +85,7 @@ def test_batches_bigger_than_a_chunk_match_single_images(
     together = recognizer.classify(batch)
     alone = np.concatenate([recognizer.classify(image[None]) for image in batch])
     np.testing.assert_allclose(together, alone, atol=1e-5)
-    np.testing.assert_allclose(together.sum(axis=1), 1.0, atol=1e-12)
+    _assert_distributions(*recognizer.score(batch))
 
 
 def test_float_and_int8_models_agree(
@@ -96,10 +96,19 @@ def test_float_and_int8_models_agree(
     images, labels = clear_digits
     x = images.astype(np.float32) / 255
     for model_file in tflite_files:
-        probabilities = loaded_recognizer(model_file).classify(x)
+        probabilities, not_a_digit = loaded_recognizer(model_file).score(x)
         assert (probabilities.argmax(axis=1) == labels).all(), model_file
-        assert (probabilities >= 0).all()
-        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-12)
+        _assert_distributions(probabilities, not_a_digit)
+
+
+def _assert_distributions(probabilities: np.ndarray, not_a_digit: np.ndarray | None) -> None:
+    """Each row, with its not-a-digit probability if the model has one, sums to 1."""
+    assert (probabilities >= 0).all() and probabilities.shape[1] == 10
+    total = probabilities.sum(axis=1)
+    if not_a_digit is not None:
+        assert not_a_digit.shape == (len(probabilities),) and (not_a_digit >= 0).all()
+        total += not_a_digit
+    np.testing.assert_allclose(total, 1.0, atol=1e-12)
 
 
 # --- one test per recognizer setting: each fails if its setting is ignored ---------------
@@ -270,8 +279,9 @@ def test_in_process_use_as_the_readme_shows(clear_digits: Digits) -> None:
     recognizer = Recognizer.open(model_card=str(MODEL_CARD), interpreters=1)
     assert recognizer.state == "ready" and recognizer.settings.interpreters == 1
     files = [base64.b64decode(png_base64(image)) for image in images[:5]]
-    pixels, probabilities = recognizer.recognize(files)
+    pixels, probabilities, not_a_digit = recognizer.recognize(files)
     assert pixels.shape == (5, 28, 28) and probabilities.shape == (5, 10)
+    _assert_distributions(probabilities, not_a_digit)
     assert probabilities.argmax(axis=1).tolist() == labels[:5].tolist()
     np.testing.assert_allclose(recognizer.classify(images[:5] / 255.0), probabilities, atol=1e-3)
     with pytest.raises(InvalidImageError) as bad:

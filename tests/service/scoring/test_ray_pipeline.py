@@ -12,6 +12,7 @@ from samples.uploads import encode_png, load_test_digits
 from service.runtime.recognizer import Recognizer
 from service.scoring.local import LocalScorer
 from service.scoring.ray_pipeline import DigitScorer, main
+from tests.conftest import TEN_OUTPUT_CARD
 
 IMAGES = 2_000
 
@@ -37,13 +38,26 @@ def test_the_actor_scores_a_batch_with_typed_columns_and_error_rows() -> None:
         "bytes": np.array([encode_png(image) for image in images] + [b"GIF89a?"], dtype=object),
     }
     table = scorer(batch)
-    assert table.column_names == ["path", "digit", "confidence", "error"]
-    assert str(table.schema.field("digit").type) == "int8"
+    columns = ["path", "digit", "confidence", "error", "is_digit", "not_a_digit"]
+    assert table.column_names == columns
+    types = [str(table.schema.field(name).type) for name in columns]
+    assert types == ["string", "int8", "double", "string", "bool", "double"]
     rows = table.to_pylist()
     assert [row["digit"] for row in rows[:8]] == [int(label) for label in labels]
     assert all(row["error"] is None and 0.5 < row["confidence"] <= 1 for row in rows[:8])
     assert rows[8]["digit"] is None and rows[8]["confidence"] is None
+    assert rows[8]["is_digit"] is None and rows[8]["not_a_digit"] is None
     assert "image" in rows[8]["error"]
+    has_output = scorer.scorer.recognizer.model.card.not_a_digit is not None
+    for row in rows[:8]:
+        if has_output:
+            assert row["is_digit"] is (row["not_a_digit"] < 0.5)
+        else:
+            assert row["is_digit"] is None and row["not_a_digit"] is None
+    # A model without the output: both columns null, still typed.
+    ten = DigitScorer({"model_card": str(TEN_OUTPUT_CARD)})(batch)
+    assert [str(ten.schema.field(name).type) for name in columns] == types
+    assert ten.column("is_digit").null_count == ten.column("not_a_digit").null_count == 9
 
 
 def test_scores_a_folder_on_local_ray_to_csv(
@@ -59,6 +73,7 @@ def test_scores_a_folder_on_local_ray_to_csv(
     rows = [row for part in sorted(output.glob("*.csv")) for row in csv.DictReader(part.open())]
     assert len(rows) == IMAGES + 1
     by_path = {row["path"]: row for row in rows}
+    assert list(rows[0]) == ["path", "digit", "confidence", "error", "is_digit", "not_a_digit"]
     assert by_path[str(folder / "broken.png")]["digit"] == ""
     assert "image" in by_path[str(folder / "broken.png")]["error"]
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -18,33 +17,16 @@ import pytest
 from PIL import Image
 
 from samples.uploads import encode_jpeg, encode_png, paper_photo
+from service.model_card import ModelCard
 from service.runtime.recognizer import Recognizer
+from service.scoring.results import COLUMNS
 from service.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.loopback_server import free_port, live_server
+from tests.service.scoring.cli_runs import check_not_a_digit_columns, csv_rows, run_cli
 from tests.subprocess_server import server_process
 
 Digits = tuple[np.ndarray, np.ndarray]
-
-
-def _score(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "service.scoring.cli", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-@pytest.fixture(scope="module")
-def base_url(
-    make_settings: Callable[..., Settings], loaded_recognizer: Callable[[str | None], Recognizer]
-) -> Iterator[str]:
-    from service.app import create_app
-
-    with live_server(create_app(make_settings(), loaded_recognizer(None))) as url:
-        yield url
 
 
 @pytest.fixture
@@ -73,30 +55,29 @@ def tree(tmp_path: Path, clear_digits: Digits) -> tuple[Path, dict[str, int | No
     return tmp_path, expected
 
 
-def _rows(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(text)))
-
-
 def test_scores_a_folder_reporting_broken_files(
-    base_url: str, tree: tuple[Path, dict[str, int | None]], tmp_path: Path
+    base_url: str, tree: tuple[Path, dict[str, int | None]], tmp_path: Path, model_card: ModelCard
 ) -> None:
     root, expected = tree
     out = tmp_path / "scores.csv"
-    result = _score(
+    result = run_cli(
         str(root / "scans"),
         *("--url", base_url, "--batch-size", "4", "--concurrency", "2", "--output", str(out)),
     )
 
     assert result.returncode == 1, result.stderr  # some files could not be scored
-    rows = _rows(out.read_text())
+    assert out.read_text().splitlines()[0] == ",".join(COLUMNS)
+    rows = csv_rows(out.read_text())
     assert [row["path"] for row in rows] == sorted(expected)  # each file once, in order
     for row in rows:
         digit = expected[row["path"]]
         if digit is None:
             assert row["digit"] == row["confidence"] == "" and row["error"], row
+            assert row["is_digit"] == row["not_a_digit"] == "", row
         else:
             assert (int(row["digit"]), row["error"]) == (digit, ""), row
             assert 0 < float(row["confidence"]) <= 1
+            check_not_a_digit_columns(row, model_card)
     errors = {Path(r["path"]).name: r["error"] for r in rows if r["error"]}
     assert "cannot decode image" in errors["03b-truncated.png"]
     assert "no digit found" in errors["blank.png"]
@@ -111,14 +92,14 @@ def test_local_mode_scores_the_same_without_a_server(
     """`--local` runs the runtime in process: the same rows as through the server."""
     root, _ = tree
     args = (str(root / "scans"), "--batch-size", "4", "--concurrency", "2")
-    remote = _score(*args, "--url", base_url, "--output", str(tmp_path / "remote.csv"))
+    remote = run_cli(*args, "--url", base_url, "--output", str(tmp_path / "remote.csv"))
     # No server at this URL: --local must not need one.
-    local = _score(
+    local = run_cli(
         *args, "--local", "--url", "http://127.0.0.1:9", "--output", str(tmp_path / "local.csv")
     )
     assert (local.returncode, remote.returncode) == (1, 1), local.stderr
     local_rows, remote_rows = (
-        _rows((tmp_path / f"{n}.csv").read_text()) for n in ("local", "remote")
+        csv_rows((tmp_path / f"{n}.csv").read_text()) for n in ("local", "remote")
     )
     assert local_rows == remote_rows
     assert "10 images scored, 2 errors" in local.stderr
@@ -129,7 +110,7 @@ def test_local_mode_with_a_missing_model_fails_before_scoring(
 ) -> None:
     root, _ = tree
     monkeypatch.setenv("DIGITS_MODEL_CARD", str(tmp_path / "nowhere" / "model.json"))
-    result = _score(str(root / "scans"), "--local")
+    result = run_cli(str(root / "scans"), "--local")
     assert result.returncode == 2
     assert "digits-score: error:" in result.stderr and "model.json" in result.stderr
     assert result.stdout == ""
@@ -141,7 +122,7 @@ def test_files_and_globs_to_jsonl(base_url: str, tree: tuple[Path, dict[str, int
     odd_suffix = root / "digit.bin"  # named explicitly: scored whatever its suffix
     odd_suffix.write_bytes(named.read_bytes())
     pattern = str(root / "**" / "0[45].png")
-    result = _score(
+    result = run_cli(
         str(named),
         str(odd_suffix),
         pattern,
@@ -154,6 +135,7 @@ def test_files_and_globs_to_jsonl(base_url: str, tree: tuple[Path, dict[str, int
 
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert all(list(record) == list(COLUMNS) for record in records)
     paths = [str(named), str(odd_suffix), str(root / "scans/04.png"), str(root / "scans/05.png")]
     assert [r["path"] for r in records] == paths
     assert [r["digit"] for r in records] == [expected[str(named)]] * 2 + [
@@ -164,11 +146,11 @@ def test_files_and_globs_to_jsonl(base_url: str, tree: tuple[Path, dict[str, int
 
 def test_missing_paths(base_url: str, tree: tuple[Path, dict[str, int | None]]) -> None:
     root, _ = tree
-    nothing = _score(str(root / "nope"), str(root / "*.gif"), "--url", base_url)
+    nothing = run_cli(str(root / "nope"), str(root / "*.gif"), "--url", base_url)
     assert nothing.returncode == 2
     assert "nothing matches: " + str(root / "*.gif") in nothing.stderr
-    some = _score(str(root / "nope.png"), str(root / "scans" / "00.png"), "--url", base_url)
-    assert some.returncode == 1 and len(_rows(some.stdout)) == 1
+    some = run_cli(str(root / "nope.png"), str(root / "scans" / "00.png"), "--url", base_url)
+    assert some.returncode == 1 and len(csv_rows(some.stdout)) == 1
 
 
 def test_waits_for_a_server_that_is_not_up_yet(
@@ -191,7 +173,7 @@ def test_waits_for_a_server_that_is_not_up_yet(
             stdout, _ = scorer.communicate(timeout=60)
     finally:
         scorer.kill()
-    rows = _rows(stdout)
+    rows = csv_rows(stdout)
     assert [r["path"] for r in rows] == sorted(p for p in expected if "/photos/" in p)
     for row in rows:  # blank.png is an error (exit status 1); the rest scored
         digit = expected[row["path"]]
@@ -211,7 +193,7 @@ def test_retries_503_while_the_model_loads(
     app = create_app(make_settings())
     with live_server(app) as url:
         files = [str(root / "scans" / f"0{i}.png") for i in range(3)]
-        scoring = threading.Thread(target=lambda: results.append(_score(*files, "--url", url)))
+        scoring = threading.Thread(target=lambda: results.append(run_cli(*files, "--url", url)))
         results: list[subprocess.CompletedProcess[str]] = []
         scoring.start()
         try:
@@ -224,7 +206,7 @@ def test_retries_503_while_the_model_loads(
     (result,) = results
     assert _count_503(app) >= 1  # the CLI did meet a loading model
     assert result.returncode == 0, result.stderr
-    assert [int(row["digit"]) for row in _rows(result.stdout)] == [expected[f] for f in files]
+    assert [int(row["digit"]) for row in csv_rows(result.stdout)] == [expected[f] for f in files]
 
 
 def _count_503(app: object) -> float:
@@ -269,13 +251,13 @@ def test_batches_over_the_servers_limit_are_split(tmp_path: Path, clear_digits: 
         expected[str(path)] = int(labels[i])
     env = {"DIGITS_MAX_IMAGES": "4", "DIGITS_WORKERS": "1"}  # one process: one /metrics
     with server_process(env) as server:
-        result = _score(
+        result = run_cli(
             str(tmp_path), "--url", server.url, "--batch-size", "10", "--concurrency", "2"
         )
         requests = _predict_requests(httpx.get(server.url + "/metrics", timeout=10).text)
 
     assert result.returncode == 0, result.stderr
-    rows = _rows(result.stdout)
+    rows = csv_rows(result.stdout)
     assert {row["path"]: int(row["digit"]) for row in rows} == expected
     assert [row["path"] for row in rows] == sorted(expected)
     notice = "digits-score: the server takes at most 4 images per request; sending batches of 4"

@@ -133,7 +133,7 @@ def test_corrupt_model_listed_with_its_own_sha256(model_copy: Path, model_card: 
     [
         ("input", "shape", [32, 32, 1]),
         ("input", "dtype", "uint8"),
-        ("output", "shape", [11]),
+        ("output", "shape", [12]),  # neither 10 digits nor 10 and not-a-digit
         ("output", "dtype", "float16"),
     ],
 )

@@ -62,10 +62,16 @@ def test_model_metadata_and_readiness(client: TestClient, model_card: ModelCard)
         assert metadata["inputs"] == [
             {"name": "images", "datatype": "FP32", "shape": [-1, 28, 28, 1]}
         ]
-        assert metadata["outputs"] == [
+        expected = [
             {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
             {"name": "digit", "datatype": "INT64", "shape": [-1]},
         ]
+        if model_card.not_a_digit is not None:
+            expected += [
+                {"name": "not_a_digit", "datatype": "FP32", "shape": [-1, 1]},
+                {"name": "is_digit", "datatype": "BOOL", "shape": [-1, 1]},
+            ]
+        assert metadata["outputs"] == expected
         ready = client.get(path + "/ready")
         assert (ready.status_code, ready.json()) == (200, {"name": name, "ready": True})
 
@@ -117,7 +123,9 @@ def test_infer_pixels(
         outputs["probabilities"]["shape"]
     )
     assert probabilities.shape == (30, 10) and outputs["probabilities"]["datatype"] == "FP32"
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    # With the not-a-digit output, the ten digits share what it leaves.
+    rest = np.ravel(outputs["not_a_digit"]["data"]) if "not_a_digit" in outputs else 0
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1 - rest, atol=1e-5)
     assert probabilities.argmax(axis=1).tolist() == labels.tolist()
 
 
@@ -225,10 +233,11 @@ def test_binary_encoded_images(
 
     assert response.status_code == 200, response.text
     length = int(response.headers[HEADER])
-    probabilities_output, digit_output = json.loads(response.content[:length])["outputs"]
+    # Every output, in binary, in the order of the model metadata: the digits' two first.
+    probabilities_output, digit_output, *_ = json.loads(response.content[:length])["outputs"]
     assert probabilities_output["parameters"] == {"binary_data_size": 3 * 10 * 4}
     assert digit_output["parameters"] == {"binary_data_size": 3 * 8}
-    digits = np.frombuffer(response.content[length + 120 :], "<i8")
+    digits = np.frombuffer(response.content[length + 120 : length + 120 + 24], "<i8")
     assert digits.tolist() == labels[:3].tolist()
 
 

@@ -58,7 +58,10 @@ def test_health_and_metadata(
     assert metadata["versions"] == [model_card.version]
     assert [(i["name"], i["datatype"]) for i in metadata["inputs"]] == [("images", "FP32")]
     outputs = {o["name"]: (o["datatype"], o["shape"]) for o in metadata["outputs"]}
-    assert outputs == {"probabilities": ("FP32", [-1, 10]), "digit": ("INT64", [-1])}
+    expected = {"probabilities": ("FP32", [-1, 10]), "digit": ("INT64", [-1])}
+    if model_card.not_a_digit is not None:
+        expected |= {"not_a_digit": ("FP32", [-1, 1]), "is_digit": ("BOOL", [-1, 1])}
+    assert outputs == expected
 
 
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
