@@ -13,7 +13,7 @@ help:
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make bench   benchmarks vs the floor, a bare FastAPI app and the peers (BENCH_ARGS=--quick)"
 	@echo "make train   retrain into models/, overwriting it (DIGITS_MNIST_DATA=folder, else the Keras download)"
-	@echo "make train-full  the committed model's recipe: 2 teachers distilled into one (~1.5 h on 2 cores)"
+	@echo "make train-full  the committed model's recipe: 2 teachers distilled into one (~1 h 45 min on a 2-core AMD EPYC)"
 	@echo "make openapi regenerate openapi.json and openapi.md from the app"
 	@echo "make protos  regenerate the gRPC messages in service/grpc/proto"
 
