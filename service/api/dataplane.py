@@ -31,6 +31,7 @@ from service.errors import InvalidRequestError
 from service.imaging.decode import decode_base64_image
 from service.middleware.metrics import IMAGES_PER_REQUEST
 from service.runtime.recognizer import Recognizer
+from service.runtime.scores import is_digit
 
 T = TypeVar("T", str, bytes)
 
@@ -98,14 +99,15 @@ async def predict_encoded(
 def _verdicts(
     not_a_digit: np.ndarray | None, count: int, threshold: float | None, recognizer: Recognizer
 ) -> tuple[list[bool], list[float | None]]:
-    """Each image's `is_digit` and `not_a_digit`: the rule of `service.runtime.scores.is_digit`,
-    applied to the floats the answer carries (cheaper than a numpy call per request)."""
-    if not_a_digit is None:
-        return [True] * count, [None] * count
+    """Each image's `is_digit` (the runtime's rule, `service.runtime.scores.is_digit`) and
+    `not_a_digit`, as the JSON answer's lists."""
     if threshold is None:
         threshold = recognizer.settings.not_a_digit_threshold
+    verdicts: list[bool] = is_digit(not_a_digit, threshold, count).tolist()
+    if not_a_digit is None:
+        return verdicts, [None] * count
     refusals: list[Any] = not_a_digit.tolist()  # floats
-    return [refusal < threshold for refusal in refusals], refusals
+    return verdicts, refusals
 
 
 def _prediction(

@@ -45,8 +45,10 @@ def model_outputs(card: ModelCard) -> tuple[str, ...]:
 def output_metadata(card: ModelCard) -> list[MetadataTensor]:
     """The model metadata's `outputs`: -1 for the batch's dimension."""
     return [
-        MetadataTensor(name=name, datatype=OUTPUT_DATATYPES[name], shape=[-1, *shape])
-        for name, shape in ((name, _OUTPUT_SHAPES[name]) for name in model_outputs(card))
+        MetadataTensor(
+            name=name, datatype=OUTPUT_DATATYPES[name], shape=[-1, *_OUTPUT_SHAPES[name]]
+        )
+        for name in model_outputs(card)
     ]
 
 
