@@ -31,7 +31,7 @@ from trainer.model import NUM_OUTPUTS, build_classifier, build_logits_model
 from trainer.options import TrainingOptions
 
 if TYPE_CHECKING:
-    from trainer.train import PreparedData
+    from trainer.prepared import PreparedData
 
 log = logging.getLogger("trainer")
 

@@ -20,13 +20,13 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 
 from service.model_card import ModelCard
 from trainer.data import MnistData, load_mnist, split_validation
 from trainer.options import TrainingOptions
+from trainer.prepared import PreparedData
 
 log = logging.getLogger("trainer")
 
@@ -55,21 +55,6 @@ def _limited(data: MnistData, options: TrainingOptions) -> MnistData:
         source=data.source,
         description=data.description,
     )
-
-
-@dataclass(frozen=True)
-class PreparedData:
-    """The splits the fit sees: digits and generated non-digits (label `NOT_A_DIGIT`)."""
-
-    data: MnistData
-    source_train_count: int
-    x_train: np.ndarray  # float32 (N, 28, 28, 1)
-    train_labels: np.ndarray  # int64 (N,), 0-9 or NOT_A_DIGIT
-    x_validation: np.ndarray
-    validation_labels: np.ndarray
-    x_test: np.ndarray  # digits only: the canonical test split
-    train_negatives: int
-    validation_negatives: int
 
 
 def prepare(options: TrainingOptions) -> PreparedData:
