@@ -11,8 +11,9 @@ after every quality gate passed.
 from __future__ import annotations
 
 import json
-import logging
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,38 +22,17 @@ import keras
 import numpy as np
 
 from service.model_card import (
-    DEFAULT_NOT_A_DIGIT_THRESHOLD,
     MODEL_CARD_FILENAME,
     NUM_CLASSES,
     Calibration,
-    CalibrationEffect,
     ModelCard,
     NotADigit,
-    ProbabilityQuality,
 )
 from trainer import export
-from trainer.calibrate import (
-    ECE_BINS,
-    fit_temperature,
-    fold_temperature,
-    logits_of,
-    negative_log_likelihood,
-    normalized,
-    probability_quality,
-    reliability_bins,
-    softmax,
-)
+from trainer.calibrate import ECE_BINS, reliability_bins
 from trainer.card import Measurement, build_card, choose_serving_default
 from trainer.data import MnistData
-from trainer.evaluate import (
-    confusion_matrix,
-    format_confusion_matrix,
-    format_report,
-    per_class_report,
-)
-from trainer.negatives import HELD_OUT_DESCRIPTION, KINDS, held_out
-from trainer.not_a_digit import format_quality
-from trainer.not_a_digit import measure as measure_not_a_digit
+from trainer.negatives import HELD_OUT_DESCRIPTION, KINDS
 from trainer.options import QualityGateError, TrainingOptions
 from trainer.plots import (
     CONFUSION_FILENAME,
@@ -62,9 +42,17 @@ from trainer.plots import (
     plot_reliability_diagram,
     plot_training_curves,
 )
-from trainer.variants import export_variants
-
-log = logging.getLogger("trainer")
+from trainer.scoring import (
+    Evaluation,
+    Scores,
+    TemperatureFit,
+    calibrate,
+    evaluate,
+    evaluation_sets,
+    format_evaluation,
+    score_both_ways,
+)
+from trainer.variants import ExportedVariant
 
 HISTORY_FILENAME = "history.json"
 REPORT_FILENAME = "evaluation.txt"
@@ -87,182 +75,201 @@ class FittedModel:
     train_negatives: int  # generated non-digits among x_train
 
 
-def _quality_line(name: str, quality: ProbabilityQuality) -> str:
-    wrong = quality.mean_confidence_wrong
-    return (
-        f"{name:<22} accuracy {quality.accuracy:.4f}  NLL {quality.nll:.4f}  "
-        f"ECE {quality.ece:.2%}  confidence: mean {quality.mean_confidence:.4f}, "
-        f"correct {quality.mean_confidence_correct or 0:.4f}, "
-        f"wrong {'n/a' if wrong is None else f'{wrong:.4f}'}"
-    )
+@dataclass(frozen=True)
+class ServingChoice:
+    """The variant served by default, why, and the measurements it was chosen from."""
+
+    key: str
+    reason: str
+    measurements: dict[str, Measurement]
 
 
 def publish(fitted: FittedModel, options: TrainingOptions) -> ModelCard:
-    classifier, labels = fitted.classifier, fitted.data.test_labels
-    negatives, negative_kinds = held_out(fitted.data.test_images)
-    negatives = negatives[..., np.newaxis]
+    """Calibrate, score, gate and publish the fitted classifier into `options.out`.
+
+    Raises `QualityGateError`, before anything is written, when a quantized variant
+    fell too far below the float model.
+    """
+    sets = evaluation_sets(fitted.data, fitted.x_test)
+    calibration = calibrate(fitted.classifier, fitted.x_validation, fitted.validation_labels)
+    scores = score_both_ways(
+        fitted.classifier,
+        _variants(options),
+        calibration.temperature,
+        calibration_images=fitted.x_train,
+        sets=sets,
+        seed=options.seed,
+    )
+    evaluation = evaluate(scores, sets)
+    report_text = format_evaluation(evaluation, calibration, sets)
+    print(report_text, flush=True)
+
+    _check_quantization_gate(scores.calibrated, evaluation.accuracy, options)
+    serving = _choose_serving_default(scores.calibrated, evaluation.accuracy, options)
+
+    with _staging_folder(options.out) as staging:
+        _write_models(staging, scores)
+        plot_training_curves(fitted.history, staging / CURVES_FILENAME)
+        plot_confusion_matrix(evaluation.matrix, evaluation.accuracy, staging / CONFUSION_FILENAME)
+        _plot_reliability(
+            staging / RELIABILITY_FILENAME, scores, evaluation, serving.key, sets.labels
+        )
+        (staging / HISTORY_FILENAME).write_text(json.dumps(fitted.history, indent=2) + "\n")
+        (staging / REPORT_FILENAME).write_text(report_text)
+        card = _model_card(staging, fitted, options, calibration, scores, evaluation, serving)
+        (staging / MODEL_CARD_FILENAME).write_text(card.to_json())
+        _move_into_place(staging, options.out)
+    return card
+
+
+def _variants(options: TrainingOptions) -> list[export.TfliteVariant]:
+    """The `.tflite` variants to export: the quantized ones, and the float ones if asked."""
     variants = list(export.QUANTIZED_VARIANTS)
     if options.float_variants:
         variants.extend(export.FLOAT_VARIANTS)
+    return variants
 
-    # Calibration: fitted on the validation split, which the fit never trained on.
-    validation_logits = logits_of(classifier, fitted.x_validation)
-    temperature = fit_temperature(validation_logits, fitted.validation_labels)
-    validation_labels = fitted.validation_labels
-    nll_before = negative_log_likelihood(softmax(validation_logits), validation_labels)
-    nll_after = negative_log_likelihood(softmax(validation_logits, temperature), validation_labels)
-    log.info("temperature %.4f: validation NLL %.4f → %.4f", temperature, nll_before, nll_after)
 
-    # Digit quality is measured on the digits' probabilities (the first ten outputs), as
-    # `/v1` returns them: not renormalized, so a digit the model doubts scores low.
-    float_before = probability_quality(
-        softmax(logits_of(classifier, fitted.x_test))[:, :NUM_CLASSES], labels
-    )
-    test_sets = (fitted.x_train, fitted.x_test, labels, negatives, options.seed)
-    uncalibrated = export_variants(classifier, variants, *test_sets, False)
-    fold_temperature(classifier, temperature)
-    outputs = normalized(classifier.predict(fitted.x_test, batch_size=512, verbose=0))
-    probabilities = outputs[:, :NUM_CLASSES]
-    float_after = probability_quality(probabilities, labels)
-    calibrated = export_variants(classifier, variants, *test_sets, True)
-    not_a_digit = {
-        key: measure_not_a_digit(
-            exported.outputs,
-            exported.negative_outputs,
-            negative_kinds,
-            KINDS,
-            DEFAULT_NOT_A_DIGIT_THRESHOLD,
-        )
-        for key, exported in calibrated.items()
-    }
-
-    test_accuracy, test_loss = float_after.accuracy, float_after.nll
-    matrix = confusion_matrix(labels, probabilities.argmax(axis=1))
-    report = per_class_report(matrix)
-    effects = {"keras": CalibrationEffect(before=float_before, after=float_after)}
-    lines = [_quality_line("keras before", float_before), _quality_line("keras after", float_after)]
-    for key, exported in calibrated.items():
-        before = probability_quality(uncalibrated[key].probabilities, labels)
-        after = probability_quality(exported.probabilities, labels)
-        effects[key] = CalibrationEffect(before=before, after=after)
-        lines += [_quality_line(f"{key} before", before), _quality_line(f"{key} after", after)]
-    evaluation_text = (
-        f"Keras test accuracy {test_accuracy:.4f}, loss {test_loss:.4f} (calibrated)\n\n"
-        f"Temperature scaling: T = {temperature:.4f}, fitted on {len(validation_labels)} "
-        f"validation images (NLL {nll_before:.4f} → {nll_after:.4f}); "
-        f"test split, ECE in {ECE_BINS} equal-width bins:\n" + "\n".join(lines) + "\n\n"
-        f"{format_report(report, test_accuracy)}\n\n{format_confusion_matrix(matrix)}\n\n"
-        f"Not a digit: {len(labels)} test digits against {len(negatives)} held-out "
-        f"non-digits ({HELD_OUT_DESCRIPTION}):\n"
-        + "\n".join(format_quality(key, quality) for key, quality in not_a_digit.items())
-        + "\n"
-    )
-    print(evaluation_text, flush=True)
-
+def _check_quantization_gate(
+    calibrated: dict[str, ExportedVariant], keras_accuracy: float, options: TrainingOptions
+) -> None:
+    """Raise `QualityGateError` if a quantized variant lost more accuracy than allowed."""
     failures = [
-        f"{variant.key}: {(calibrated[variant.key].accuracy - test_accuracy) * 100:+.2f} pp"
+        f"{variant.key}: {(calibrated[variant.key].accuracy - keras_accuracy) * 100:+.2f} pp"
         for variant in export.QUANTIZED_VARIANTS
-        if (test_accuracy - calibrated[variant.key].accuracy) * 100
+        if (keras_accuracy - calibrated[variant.key].accuracy) * 100
         > options.max_quantization_drop_pp
     ]
     if failures:
         raise QualityGateError(
             "quantized accuracy fell more than "
             f"{options.max_quantization_drop_pp} pp below the float model "
-            f"({test_accuracy:.4f}): {', '.join(failures)}; "
+            f"({keras_accuracy:.4f}): {', '.join(failures)}; "
             f"nothing was written to {options.out}"
         )
+
+
+def _choose_serving_default(
+    calibrated: dict[str, ExportedVariant], keras_accuracy: float, options: TrainingOptions
+) -> ServingChoice:
+    """The variant to serve by default, chosen on each calibrated variant's accuracy and speed."""
     measurements: dict[str, Measurement] = {}
     for key, exported in calibrated.items():
-        assert exported.latency is not None
+        assert exported.latency is not None  # the calibrated exports are always timed
         measurements[key] = (
             exported.input_spec,
             exported.output_spec,
             exported.accuracy,
             exported.latency,
         )
-    serving_default, reason = choose_serving_default(
-        measurements, test_accuracy, options.serving_default_max_drop_pp
+    key, reason = choose_serving_default(
+        measurements, keras_accuracy, options.serving_default_max_drop_pp
     )
+    return ServingChoice(key=key, reason=reason, measurements=measurements)
 
-    options.out.mkdir(parents=True, exist_ok=True)
-    staging = Path(options.out) / ".staging"
+
+@contextmanager
+def _staging_folder(out: Path) -> Iterator[Path]:
+    """An empty `.staging` folder inside `out`, removed on the way out whatever happens."""
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(out) / ".staging"
+    # Emptied first: a run that was killed may have left one behind.
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        export.save_h5(classifier, staging / export.H5_FILENAME)
-        for exported in calibrated.values():
-            (staging / exported.variant.file).write_bytes(exported.content)
-        plot_training_curves(fitted.history, staging / CURVES_FILENAME)
-        plot_confusion_matrix(matrix, test_accuracy, staging / CONFUSION_FILENAME)
-        served_before = uncalibrated[serving_default].probabilities
-        served_after = calibrated[serving_default].probabilities
-        plot_reliability_diagram(
-            {
-                "before calibration": (
-                    reliability_bins(served_before, labels),
-                    effects[serving_default].before.ece,
-                ),
-                f"after (T = {temperature:.2f})": (
-                    reliability_bins(served_after, labels),
-                    effects[serving_default].after.ece,
-                ),
-            },
-            f"Reliability, served {serving_default} .tflite, test split",
-            staging / RELIABILITY_FILENAME,
-        )
-        (staging / HISTORY_FILENAME).write_text(json.dumps(fitted.history, indent=2) + "\n")
-        (staging / REPORT_FILENAME).write_text(evaluation_text)
-        card = build_card(
-            options=options,
-            folder=staging,
-            variants=variants,
-            measurements=measurements,
-            effects=effects,
-            calibration=Calibration(
-                temperature=round(temperature, 6),
-                fitted_on="validation split (held out of training): digits and generated "
-                "non-digits",
-                fitted_count=len(validation_labels),
-                ece_bins=ECE_BINS,
-                validation_nll_before=round(nll_before, 6),
-                validation_nll_after=round(nll_after, 6),
-                reliability_diagram=RELIABILITY_FILENAME,
-            ),
-            serving_default=serving_default,
-            serving_default_reason=reason,
-            not_a_digit=(
-                NotADigit(
-                    output_index=NUM_CLASSES,
-                    method="an eleventh class, trained on generated non-digits (outlier "
-                    "exposure) and calibrated with the digits by the same temperature",
-                    training_negatives=fitted.train_negatives,
-                    kinds=list(KINDS),
-                    held_out=HELD_OUT_DESCRIPTION,
-                ),
-                not_a_digit,
-            ),
-            keras_accuracy=test_accuracy,
-            keras_loss=test_loss,
-            report=report,
-            matrix=matrix,
-            data=fitted.data,
-            # Digits only: the generated non-digits are counted in `training.negatives`.
-            counts=(
-                len(fitted.x_train) - fitted.train_negatives,
-                int((validation_labels < NUM_CLASSES).sum()),
-                len(fitted.x_test),
-            ),
-            source_train_count=fitted.source_train_count,
-            parameters=classifier.count_params(),
-            training_seconds=fitted.training_seconds,
-            teachers_seconds=fitted.teachers_seconds,
-            created_at=datetime.now(timezone.utc).replace(microsecond=0),
-        )
-        (staging / MODEL_CARD_FILENAME).write_text(card.to_json())
-        # Publish: the card goes last so a reader never sees it before its files.
-        for item in sorted(staging.iterdir(), key=lambda path: path.name == MODEL_CARD_FILENAME):
-            item.replace(Path(options.out) / item.name)
+        yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return card
+
+
+def _write_models(staging: Path, scores: Scores) -> None:
+    """The calibrated `.h5` and every calibrated `.tflite`."""
+    export.save_h5(scores.classifier, staging / export.H5_FILENAME)
+    for exported in scores.calibrated.values():
+        (staging / exported.variant.file).write_bytes(exported.content)
+
+
+def _plot_reliability(
+    path: Path, scores: Scores, evaluation: Evaluation, served: str, labels: np.ndarray
+) -> None:
+    """The served variant's reliability diagram on the test split, before and after."""
+    # The served `.tflite`, not the Keras model: its probabilities are the ones clients get.
+    effect = evaluation.effects[served]
+    plot_reliability_diagram(
+        {
+            "before calibration": (
+                reliability_bins(scores.uncalibrated[served].probabilities, labels),
+                effect.before.ece,
+            ),
+            f"after (T = {scores.temperature:.2f})": (
+                reliability_bins(scores.calibrated[served].probabilities, labels),
+                effect.after.ece,
+            ),
+        },
+        f"Reliability, served {served} .tflite, test split",
+        path,
+    )
+
+
+def _model_card(
+    folder: Path,
+    fitted: FittedModel,
+    options: TrainingOptions,
+    calibration: TemperatureFit,
+    scores: Scores,
+    evaluation: Evaluation,
+    serving: ServingChoice,
+) -> ModelCard:
+    """The card for the files already written to `folder` (it records their hashes)."""
+    return build_card(
+        options=options,
+        folder=folder,
+        variants=scores.variants,
+        measurements=serving.measurements,
+        effects=evaluation.effects,
+        calibration=Calibration(
+            temperature=round(calibration.temperature, 6),
+            fitted_on="validation split (held out of training): digits and generated non-digits",
+            fitted_count=calibration.fitted_count,
+            ece_bins=ECE_BINS,
+            validation_nll_before=round(calibration.nll_before, 6),
+            validation_nll_after=round(calibration.nll_after, 6),
+            reliability_diagram=RELIABILITY_FILENAME,
+        ),
+        serving_default=serving.key,
+        serving_default_reason=serving.reason,
+        not_a_digit=(
+            NotADigit(
+                output_index=NUM_CLASSES,
+                method="an eleventh class, trained on generated non-digits (outlier "
+                "exposure) and calibrated with the digits by the same temperature",
+                training_negatives=fitted.train_negatives,
+                kinds=list(KINDS),
+                held_out=HELD_OUT_DESCRIPTION,
+            ),
+            evaluation.not_a_digit,
+        ),
+        keras_accuracy=evaluation.accuracy,
+        keras_loss=evaluation.loss,
+        report=evaluation.report,
+        matrix=evaluation.matrix,
+        data=fitted.data,
+        # Digits only: the generated non-digits are counted in `training.negatives`.
+        counts=(
+            len(fitted.x_train) - fitted.train_negatives,
+            int((fitted.validation_labels < NUM_CLASSES).sum()),
+            len(fitted.x_test),
+        ),
+        source_train_count=fitted.source_train_count,
+        parameters=scores.classifier.count_params(),
+        training_seconds=fitted.training_seconds,
+        teachers_seconds=fitted.teachers_seconds,
+        created_at=datetime.now(timezone.utc).replace(microsecond=0),
+    )
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    """Every staged file into `out`."""
+    # The card goes last, so a reader never sees a card before its files.
+    for item in sorted(staging.iterdir(), key=lambda path: path.name == MODEL_CARD_FILENAME):
+        item.replace(Path(out) / item.name)
