@@ -46,101 +46,131 @@ class RequestTimeout:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None  # an ASGI server runs each request in a task
-        started = finished = reading = body_read = watch_due = False
-        abandoned: Abandoned | None = None
-        answer: asyncio.Task[None] | None = None  # the refusal, sent on time by its own task
-        watcher: asyncio.Future[Message] | None = None
-        deadline_at = loop.time() + self.seconds
-        timer: asyncio.TimerHandle  # armed below, once the callbacks exist
-
-        def abandon(why: Abandoned) -> None:
-            # The app runs in this request's own task (a task of its own per request cost
-            # more than all the other middlewares): it is cancelled, and the answer goes
-            # out from another task at once, whatever the app is stuck in (a thread that
-            # cannot be interrupted, say): the client is answered on time.
-            nonlocal abandoned, answer
-            if abandoned is not None or finished:
-                return
-            abandoned = why
-            task.cancel()
-            refusal = _refusal(scope, why, reading, self.seconds)
-            answer = loop.create_task(refusal(scope, receive, send))
-
-        def on_timer() -> None:
-            nonlocal timer, watch_due
-            remaining = deadline_at - loop.time()
-            if remaining > 0:  # the first call: time to watch, then wait for the deadline
-                watch_due = True
-                if body_read:
-                    start_watching()
-                timer = loop.call_later(remaining, on_timer)
-            elif not started:  # a response under way is never cut short
-                abandon("deadline")
-
-        async def watch_for_disconnect() -> Message:
-            # The server answers a receive() after the whole body with `http.disconnect`
-            # once the client is gone, or once the response is complete.
-            message = await receive()
-            if message["type"] == "http.disconnect" and not finished:
-                abandon("client_gone")
-            return message
-
-        def start_watching() -> asyncio.Future[Message]:
-            nonlocal watcher
-            if watcher is None:
-                watcher = asyncio.ensure_future(watch_for_disconnect())
-                watcher.add_done_callback(_consume_outcome)
-            return watcher
-
-        async def tracking_receive() -> Message:
-            nonlocal reading, watcher, body_read
-            if abandoned is not None:
-                return {"type": "http.disconnect"}
-            if body_read:  # the app asks again after the body: share the watch
-                message = await asyncio.shield(start_watching())
-                if message["type"] != "http.disconnect":
-                    watcher = None  # handed over once; the next receive is the server's again
-                return message
-            # Still waiting for the client when the deadline hits: its fault, not ours.
-            reading = True
-            try:
-                message = await receive()
-            finally:
-                reading = False
-            if message["type"] == "http.request" and not message.get("more_body", False):
-                body_read = True
-                if watch_due:
-                    start_watching()
-            return message
-
-        def guarded_send(message: Message) -> Awaitable[None]:
-            # A plain function handing back `send`'s awaitable: no coroutine of its own.
-            nonlocal started, finished
-            if abandoned is not None:
-                return _sent_nowhere()  # the client has (or will not read) its answer
-            started = started or message["type"] == "http.response.start"
-            if message["type"] == "http.response.body" and not message.get("more_body"):
-                finished = True
-            return send(message)
-
-        timer = loop.call_later(min(WATCH_AFTER_SECONDS, self.seconds), on_timer)
+        deadline = _Deadline(scope, receive, send, self.seconds)
         try:
-            await self.app(scope, tracking_receive, guarded_send)
+            await self.app(scope, deadline.receive, deadline.send)
         except asyncio.CancelledError:
-            if abandoned is None:
+            if deadline.abandoned is None:
                 raise  # cancelled from outside (the server shutting down): not ours
-            uncancel = getattr(task, "uncancel", None)  # Python 3.11+: it counts cancels
+            uncancel = getattr(deadline.task, "uncancel", None)  # Python 3.11+: it counts cancels
             if uncancel is not None:
                 uncancel()
         finally:
-            timer.cancel()
-            if watcher is not None:
-                watcher.cancel()
-        if answer is not None:
-            await answer  # the request ends once its answer is out
+            deadline.timer.cancel()
+            if deadline.watcher is not None:
+                deadline.watcher.cancel()
+        if deadline.answer is not None:
+            await deadline.answer  # the request ends once its answer is out
+
+
+class _Deadline:
+    """One HTTP request's deadline and watch for a hang-up: the app's `receive` and `send`
+    go through it. One plain object per request, its methods bound ones: no task and no
+    coroutine of its own until a watch or an answer is due."""
+
+    __slots__ = (
+        "abandoned",
+        "answer",
+        "body_read",
+        "deadline_at",
+        "finished",
+        "loop",
+        "reading",
+        "scope",
+        "seconds",
+        "server_receive",
+        "server_send",
+        "started",
+        "task",
+        "timer",
+        "watch_due",
+        "watcher",
+    )
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, seconds: float) -> None:
+        self.loop = loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None  # an ASGI server runs each request in a task
+        self.task = task
+        self.scope = scope
+        self.server_receive = receive
+        self.server_send = send
+        self.seconds = seconds
+        self.started = self.finished = self.reading = self.body_read = False
+        self.watch_due = False
+        self.abandoned: Abandoned | None = None
+        self.answer: asyncio.Task[None] | None = None  # the refusal, sent on time by its own task
+        self.watcher: asyncio.Future[Message] | None = None
+        self.deadline_at = loop.time() + seconds
+        self.timer = loop.call_later(min(WATCH_AFTER_SECONDS, seconds), self.on_timer)
+
+    def abandon(self, why: Abandoned) -> None:
+        # The app runs in this request's own task (a task of its own per request cost
+        # more than all the other middlewares): it is cancelled, and the answer goes
+        # out from another task at once, whatever the app is stuck in (a thread that
+        # cannot be interrupted, say): the client is answered on time.
+        if self.abandoned is not None or self.finished:
+            return
+        self.abandoned = why
+        self.task.cancel()
+        refusal = _refusal(self.scope, why, self.reading, self.seconds)
+        self.answer = self.loop.create_task(
+            refusal(self.scope, self.server_receive, self.server_send)
+        )
+
+    def on_timer(self) -> None:
+        remaining = self.deadline_at - self.loop.time()
+        if remaining > 0:  # the first call: time to watch, then wait for the deadline
+            self.watch_due = True
+            if self.body_read:
+                self.start_watching()
+            self.timer = self.loop.call_later(remaining, self.on_timer)
+        elif not self.started:  # a response under way is never cut short
+            self.abandon("deadline")
+
+    async def watch_for_disconnect(self) -> Message:
+        # The server answers a receive() after the whole body with `http.disconnect`
+        # once the client is gone, or once the response is complete.
+        message = await self.server_receive()
+        if message["type"] == "http.disconnect" and not self.finished:
+            self.abandon("client_gone")
+        return message
+
+    def start_watching(self) -> asyncio.Future[Message]:
+        watcher = self.watcher
+        if watcher is None:
+            watcher = self.watcher = asyncio.ensure_future(self.watch_for_disconnect())
+            watcher.add_done_callback(_consume_outcome)
+        return watcher
+
+    async def receive(self) -> Message:
+        if self.abandoned is not None:
+            return {"type": "http.disconnect"}
+        if self.body_read:  # the app asks again after the body: share the watch
+            message = await asyncio.shield(self.start_watching())
+            if message["type"] != "http.disconnect":
+                self.watcher = None  # handed over once; the next receive is the server's again
+            return message
+        # Still waiting for the client when the deadline hits: its fault, not ours.
+        self.reading = True
+        try:
+            message = await self.server_receive()
+        finally:
+            self.reading = False
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            self.body_read = True
+            if self.watch_due:
+                self.start_watching()
+        return message
+
+    def send(self, message: Message) -> Awaitable[None]:
+        # A plain method handing back `send`'s awaitable: no coroutine of its own.
+        if self.abandoned is not None:
+            return _sent_nowhere()  # the client has (or will not read) its answer
+        self.started = self.started or message["type"] == "http.response.start"
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            self.finished = True
+        return self.server_send(message)
 
 
 def _refusal(scope: Scope, why: Abandoned, reading: bool, seconds: float) -> Response:
