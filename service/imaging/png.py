@@ -6,7 +6,7 @@ file emulation, tile bookkeeping), more than the rest of preprocessing. Here its
 walked with `struct`, checked (CRC included), and its image data decoded by Pillow's own
 C decoder for PNG data (the one `Image.frombytes(..., "zip")` uses: inflate and
 unfiltering), called directly, so the pixels are exactly Pillow's, for ~8 µs in all
-(Intel Xeon).
+(Intel Xeon). That decoder is not Pillow's public API: pillow_internals.py calls it.
 
 Anything but a plain image of that kind returns None, and the caller takes the general
 path (`service/imaging/decode.py`), which reads every PNG and says what is wrong with a
@@ -20,9 +20,8 @@ import struct
 import zlib
 
 import numpy as np
-from PIL import Image
 
-_core = Image.core  # Pillow's C module (PIL._imaging)
+from service.imaging.pillow_internals import inflate_gray
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IHDR = struct.Struct(">I4sIIBBBBB")  # length, type, width, height, depth, colour, ...
@@ -79,28 +78,5 @@ def plain_gray_png(data: bytes, side: int) -> np.ndarray | None:
         else:
             return None
         position = body_end + 4
-    return _inflate_gray(b"".join(image_data), side)
-
-
-def _inflate_gray(image_data: bytes, side: int) -> np.ndarray | None:
-    """Pillow's PNG data decoder (inflate, unfilter) into a `side` × `side` grey image, and
-    its raw encoder out of it: what `Image.frombytes(..., "zip")` and `np.asarray` do, without
-    their Python layers (arguments, checks, an `Image` object, the array interface), which
-    cost as much again as the decoding; the calls are those two functions' own."""
-    box = (0, 0, side, side)
-    try:
-        image = _core.new("L", (side, side))
-        decoder = _core.zip_decoder("L", "L")
-        decoder.setimage(image, box)
-        unread, error = decoder.decode(image_data)
-        if unread >= 0 or error != 0:
-            # Too little data, or data that does not inflate: Pillow's reading says which.
-            return None
-        encoder = _core.raw_encoder("L", "L")
-        encoder.setimage(image, box)
-        _, finished, pixels = encoder.encode(side * side)
-    except Exception:
-        return None
-    if finished != 1 or len(pixels) != side * side:
-        return None
-    return np.frombuffer(pixels, dtype=np.uint8).reshape(side, side)
+    pixels = inflate_gray(b"".join(image_data), side)
+    return None if pixels is None else np.frombuffer(pixels, dtype=np.uint8).reshape(side, side)

@@ -7,7 +7,8 @@ body bytes (or the end of the response) and goes out with them, in one write.
 
 Only the head is held, never body bytes, so streaming is unchanged from the first chunk
 on; and only once the response has started, so an interim `100 Continue` (which the client
-waits for before sending its body) still goes out at once.
+waits for before sending its body) still goes out at once. What of uvicorn's cycle this
+relies on is listed in uvicorn_internals.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+from service.server.uvicorn_internals import RequestResponseCycle
 
 
 class CoalescingTransport:

@@ -1,0 +1,87 @@
+"""uvicorn's internals that the server relies on, all named here.
+
+uvicorn's public API is `uvicorn.run`, `Config` and `Server`; its HTTP protocol (what reads
+the requests and writes the responses of each connection) is not, and may change in any
+release. protocol.py subclasses it to bound request heads and connections, and coalescing.py
+replaces the transport a response is written to. Both import uvicorn's internals from here
+only, and every attribute of them they use is listed below, so that:
+
+- pyproject.toml pins uvicorn to the minor version this was written and tested against;
+- tests/service/server/test_private_apis.py checks each entry against the installed uvicorn,
+  naming what moved, and checks that the two modules use nothing that is not listed.
+
+Relied on beyond names (the same test drives a real protocol instance through a request):
+httptools calls the `on_*` callbacks as it parses; `on_headers_complete` leaves a new cycle
+in `.cycle` whose ASGI task has not run yet; the cycle writes through its own `.transport`,
+a response's head in one write once `response_started` is set, and then calls the
+protocol's `on_response_complete`; malformed HTTP reaches `send_400_response(msg)`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+
+__all__ = ["STATUS_LINE", "HttpToolsProtocol", "RequestResponseCycle"]
+
+MODULE = "uvicorn.protocols.http.httptools_impl"
+
+_PROTOCOL = "service/server/protocol.py"
+_COALESCING = "service/server/coalescing.py"
+
+
+class Internal(NamedTuple):
+    """An attribute of uvicorn's that is relied on, and what relies on it (said if it goes)."""
+
+    name: str  # dotted when reached through another attribute, as in "flow.resume_reading"
+    used: str
+    parameters: tuple[str, ...] | None = None  # a method's, after `self`, as uvicorn names them
+
+
+# The names imported above, from MODULE.
+MODULE_NAMES = (
+    Internal("HttpToolsProtocol", f"{_PROTOCOL} subclasses it"),
+    Internal("RequestResponseCycle", f"{_COALESCING} wraps the transport it writes to"),
+    Internal("STATUS_LINE", f"{_PROTOCOL} begins its refusals with it"),
+)
+
+# HttpToolsProtocol's methods that BoundedHttpProtocol overrides, with the parameters uvicorn
+# and httptools call them with. All but send_400_response extend uvicorn's, through super().
+OVERRIDDEN = (
+    Internal("connection_made", f"{_PROTOCOL} overrides it (connection cap)", ("transport",)),
+    Internal("connection_lost", f"{_PROTOCOL} overrides it (head timer)", ("exc",)),
+    Internal("data_received", f"{_PROTOCOL} overrides it (head size)", ("data",)),
+    Internal("on_message_begin", f"{_PROTOCOL} overrides it (a head begins)", ()),
+    Internal("on_headers_complete", f"{_PROTOCOL} overrides it (a head ends)", ()),
+    Internal("on_message_complete", f"{_PROTOCOL} overrides it (a body ends)", ()),
+    Internal("on_response_complete", f"{_PROTOCOL} overrides it (held head flushed)", ()),
+    Internal("send_400_response", f"{_PROTOCOL} overrides it (400 as JSON)", ("msg",)),
+)
+
+# Attributes of a connected HttpToolsProtocol, during a request, that BoundedHttpProtocol
+# reads or calls. `transport` is asyncio's and `parser` httptools': their own methods are
+# public API, so only the attributes holding them are listed.
+PROTOCOL_ATTRIBUTES = (
+    Internal("client", f"{_PROTOCOL} logs refusals with it"),
+    Internal("connections", f"{_PROTOCOL} counts it for the connection cap"),
+    Internal("cycle", f"{_PROTOCOL} reads the current request's cycle from it"),
+    Internal("flow.resume_reading", f"{_PROTOCOL} calls it to read on while refusing"),
+    Internal("loop", f"{_PROTOCOL} schedules its timers on it"),
+    Internal("parser.should_upgrade", f"{_PROTOCOL} stops feeding the parser at an upgrade"),
+    Internal("root_path", f"{_PROTOCOL} shapes refusals with it"),
+    Internal("server_state.default_headers", f"{_PROTOCOL} sends them with refusals"),
+    Internal("transport", f"{_PROTOCOL} writes refusals to it"),
+    Internal("url", f"{_PROTOCOL} shapes refusals by the request's path"),
+)
+
+# Attributes of the RequestResponseCycle in `HttpToolsProtocol.cycle`.
+CYCLE_ATTRIBUTES = (
+    Internal("response_complete", f"{_PROTOCOL} tells from it whether a response is under way"),
+    Internal("response_started", f"{_COALESCING} holds the write that follows its setting"),
+    Internal("transport", f"{_PROTOCOL} replaces it with {_COALESCING}'s CoalescingTransport"),
+)
