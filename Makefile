@@ -67,7 +67,7 @@ lint: $(VENV)/.all
 
 # openapi.json and openapi.md are generated from the app; a test fails when they drift.
 openapi: $(VENV)/.all
-	$(BIN)/python -m service.web.openapi_doc
+	$(BIN)/python -m service.openapi_doc
 
 # The gRPC messages (service/grpc/proto), committed; the protobuf runtime must be at least
 # the version that generated them (pyproject's serve extra says which).

@@ -1,4 +1,4 @@
-"""The FastAPI application: every router and the middleware order, in one place.
+"""The FastAPI application: every router, and the gateway in front of it, in one place.
 
 `create_app(settings)` builds an app around any model, so tests can point it at
 whatever they need; it can also take a `Recognizer` that is already loaded (the
@@ -10,48 +10,78 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import __version__
-from service.api.hot_path import PredictHotPath, predict_route
 from service.api.routes import STATIC_DIR
 from service.api.routes import router as v1_router
 from service.api.uploads import router as upload_router
-from service.middleware.admission import LoadShedding
-from service.middleware.auth import ApiKeyAuth
-from service.middleware.body_limit import BodySizeLimit
-from service.middleware.head import HeadAsGet
-from service.middleware.metrics import InferenceMetrics, Metrics, MetricsMiddleware
+from service.gateway.assembly import build_gateway, check_routes
+from service.gateway.openapi import install_openapi
+from service.gateway.table import TABLE
+from service.middleware.metrics import InferenceMetrics, Metrics
 from service.middleware.metrics import router as metrics_router
-from service.middleware.request_timeout import RequestTimeout
-from service.middleware.security_headers import SecurityHeaders
 from service.runtime.recognizer import Recognizer
 from service.settings import Settings
 from service.v2.routes import router as v2_router
 from service.web.handlers import install_error_handler
-from service.web.openapi import install_openapi
 
 logger = logging.getLogger(__name__)
 
+ROUTERS: tuple[APIRouter, ...] = (
+    v1_router,  # /healthz, /readyz, /v1/model, /v1/predict, the page
+    upload_router,  # /v1/predict/upload
+    v2_router,  # the Open Inference Protocol
+    metrics_router,  # /metrics
+)
+
 
 class DigitsApp(FastAPI):
-    """FastAPI, behind our own middlewares (`_gateway`) rather than inside its stack.
+    """FastAPI, behind the gateway (service/gateway/) rather than inside its own stack.
 
-    Every request passes our layers first; the framework's own (error, telemetry and
-    body-limit middlewares, routing) run only for requests that reach it. The hot path
-    for valid `/v1/predict` requests sits between the two (service/api/hot_path.py): those
-    never pay for the framework's layers, which cost more than a 28×28 digit's inference.
+    Every request passes the gateway's layers; the framework's (error, telemetry and
+    body-limit middlewares, routing) run only for the operations it answers. Middlewares
+    added with `add_middleware` (or `@app.middleware("http")`) join the gateway, so they
+    apply to every request of every operation, those with their own endpoints included.
     """
 
-    gateway: ASGIApp
+    table = TABLE
+
+    def __init__(self, **options: Any) -> None:
+        self.added_middleware: list[Middleware] = []
+        self.gateway: ASGIApp | None = None
+        super().__init__(**options)
+
+    def add_middleware(self, middleware_class: Any, *args: Any, **kwargs: Any) -> None:
+        if self.gateway is not None:
+            raise RuntimeError("Cannot add middleware after an application has started")
+        self.added_middleware.insert(0, Middleware(middleware_class, *args, **kwargs))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.gateway is None:
+            self.gateway = build_gateway(
+                functools.partial(FastAPI.__call__, self),
+                self.declared_routes(),
+                self.table,
+                self.added_middleware,
+                settings=self.state.settings,
+                recognizer=self.state.recognizer,
+                metrics=self.state.metrics,
+            )
         await self.gateway(scope, receive, send)
+
+    def declared_routes(self) -> Sequence[BaseRoute]:
+        """Every route of the app: its own, and those of the routers it includes."""
+        own = [route for route in self.router.routes if isinstance(route, Route | Mount)]
+        return [*own, *(route for router in ROUTERS for route in router.routes)]
 
 
 def create_app(settings: Settings | None = None, recognizer: Recognizer | None = None) -> FastAPI:
@@ -71,36 +101,15 @@ def create_app(settings: Settings | None = None, recognizer: Recognizer | None =
     app.state.recognizer = recognizer
     app.state.metrics = Metrics(recognizer)
 
-    app.include_router(v1_router)  # /healthz, /readyz, /v1/model, /v1/predict, the page
-    app.include_router(upload_router)  # /v1/predict/upload
-    app.include_router(v2_router)  # the Open Inference Protocol
-    app.include_router(metrics_router)  # /metrics
+    for router in ROUTERS:
+        app.include_router(router)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # One handler turns every failure, ours or the framework's, into one JSON shape.
     install_error_handler(app)
     install_openapi(app)
-
-    app.gateway = _gateway(app, settings, recognizer)
+    check_routes(TABLE.operations, app.declared_routes())  # a route without rules: no app
     return app
-
-
-def _gateway(app: DigitsApp, settings: Settings, recognizer: Recognizer) -> ASGIApp:
-    """Our middlewares, around the hot path, around the framework. From the outside in:
-    the security headers (on every answer), metrics (every request counted, the refused
-    ones too: 401, 413, 503, 504), HEAD routed as GET, the API key (an unauthenticated
-    request costs nothing more), load shedding (503 before a body is read), the deadline,
-    the body limit (413 before a body is read); then valid /v1/predict requests are
-    answered, and the rest go to FastAPI, whose error handler shapes its failures."""
-    framework: ASGIApp = functools.partial(FastAPI.__call__, app)
-    gateway: ASGIApp = PredictHotPath(framework, recognizer, predict_route(v1_router.routes))
-    gateway = BodySizeLimit(gateway, max_bytes=settings.max_body_bytes)
-    gateway = RequestTimeout(gateway, seconds=settings.request_timeout_seconds)
-    gateway = LoadShedding(gateway, admission=recognizer.admission)
-    gateway = ApiKeyAuth(gateway, api_key=settings.api_key)
-    gateway = HeadAsGet(gateway)
-    gateway = MetricsMiddleware(gateway, metrics=app.state.metrics)
-    return SecurityHeaders(gateway)
 
 
 @asynccontextmanager

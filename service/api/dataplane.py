@@ -29,7 +29,7 @@ from service.api.schemas import (
 )
 from service.errors import InvalidRequestError
 from service.imaging.decode import decode_base64_image
-from service.middleware.metrics import IMAGES_PER_REQUEST
+from service.runtime.limits import TooManyImagesError
 from service.runtime.recognizer import Recognizer
 from service.runtime.scores import is_digit
 
@@ -44,7 +44,9 @@ def model_info(recognizer: Recognizer) -> ModelInfo:
 def describe(recognizer: Recognizer) -> ModelDescription:
     model = recognizer.model
     return ModelDescription(
-        served=ServedArtifact(key=model.key, artifact=model.artifact), card=model.card
+        served=ServedArtifact(key=model.key, artifact=model.artifact),
+        card=model.card,
+        limits=recognizer.limits,
     )
 
 
@@ -78,10 +80,10 @@ async def predict_encoded(
     as the JSON of a `PredictResponse`; `threshold` is the request's not-a-digit threshold,
     None for the server's."""
     recognizer.model  # noqa: B018 - 503 while loading, before the request is judged
-    limit = recognizer.settings.max_images
-    if len(images) > limit:
-        raise InvalidRequestError(f"images: at most {limit} images per request, got {len(images)}")
-    IMAGES_PER_REQUEST.observe(len(images))
+    try:
+        recognizer.limits.check_image_count(len(images))
+    except TooManyImagesError as error:
+        raise InvalidRequestError(f"images: {error.message}") from None
     pixels, probabilities, not_a_digit = await recognizer.recognize_async(images, read)
     digits, refusals = _verdicts(not_a_digit, len(pixels), threshold, recognizer)
     predictions = [

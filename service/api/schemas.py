@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.model_card import Artifact, ModelCard
+from service.runtime.limits import Limits
 from service.web.bounds import ID_MAX_LENGTH
 
 # The most JSON values (service/web/json_body.py) one image of a valid `PredictRequest` can
@@ -118,6 +119,7 @@ class ServedArtifact(BaseModel):
 class ModelDescription(BaseModel):
     served: ServedArtifact = Field(description="The artifact this process runs.")
     card: ModelCard
+    limits: Limits = Field(description="What one request may hold; more is refused.")
 
 
 class HealthResponse(BaseModel):

@@ -8,9 +8,10 @@ then costs a few microseconds, not a JSON parse. Each 503 (overloaded, or the mo
 loading or draining: all temporary) says when to retry, in `Retry-After`
 (service/web/errors.py adds it to every 503).
 
-Only prediction requests (POSTs to `/v1/predict`, `/v1/predict/upload` and the `/v2` infer
-routes) are shed. Everything else — health, readiness, metrics, metadata, the repository
-index, the page — is never refused, so probes and scrapes stay fast under any load.
+Only the operations whose rules say so are shed (service/gateway/table.py: the prediction
+routes, `/v1/predict`, `/v1/predict/upload` and the `/v2` infer routes). Everything else —
+health, readiness, metrics, metadata, the repository index, the page — is never refused,
+so probes and scrapes stay fast under any load.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.runtime.admission import Admission
 from service.web.errors import digits_error_response
-
-# The prediction routes end so, whatever prefix (root path, model name, version) precedes.
-PREDICTION_PATH_ENDS = ("/v1/predict", "/v1/predict/upload", "/infer")
+from service.web.operation import rules_of
 
 
 class LoadShedding:
@@ -30,12 +29,7 @@ class LoadShedding:
         self.admission = admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            self.admission.saturated
-            and scope["type"] == "http"
-            and scope["method"] == "POST"
-            and scope["path"].rstrip("/").endswith(PREDICTION_PATH_ENDS)
-        ):
+        if self.admission.saturated and scope["type"] == "http" and rules_of(scope).sheddable:
             response = digits_error_response(scope, self.admission.refused())
             await response(scope, receive, send)
             return

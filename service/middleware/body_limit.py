@@ -1,4 +1,7 @@
-"""413 for request bodies over `DIGITS_MAX_BODY_BYTES`, as pure ASGI, with a lingering close.
+"""413 for request bodies over the limit, as pure ASGI, with a lingering close.
+
+The limit is the operation's (`Rules.max_body_bytes`, service/gateway/table.py), or else
+`DIGITS_MAX_BODY_BYTES`.
 
 Pure ASGI (not BaseHTTPMiddleware, which buffers): a declared Content-Length over the
 limit is refused before the body is read, one within it passes untouched; a chunked body
@@ -20,6 +23,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.web.errors import error_response_for
+from service.web.operation import rules_of
 
 # How long, in all, a refused body is drained before the connection is closed; and how
 # long one read may stall. nginx uses 30 s and 5 s; an honest client on any network
@@ -39,20 +43,19 @@ class _BodyTooLargeError(Exception):
 class BodySizeLimit:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_bytes = max_bytes  # for operations without a limit of their own
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = rules_of(scope).max_body_bytes or self.max_bytes
         declared = _declared_length(scope)
-        if declared is not None and declared > self.max_bytes:
+        if declared is not None and declared > limit:
             # Nothing read yet. A client that asked before sending (`Expect: 100-continue`)
             # takes the 413 instead of the go-ahead and never sends: nothing to drain.
-            linger = not _expects_continue(scope) and (
-                declared <= LINGER_LIMIT_MULTIPLE * self.max_bytes
-            )
-            await self._refuse(scope, receive, send, received=0, linger=linger)
+            linger = not _expects_continue(scope) and (declared <= LINGER_LIMIT_MULTIPLE * limit)
+            await _refuse(scope, receive, send, limit, received=0, linger=linger)
             return
         if declared is not None:
             # The server frames the body by its declared length (the HTTP parser refuses a
@@ -69,7 +72,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 finished = not message.get("more_body", False)
-                if received > self.max_bytes:
+                if received > limit:
                     exceeded = True
                     raise _BodyTooLargeError
             return message
@@ -88,29 +91,30 @@ class BodySizeLimit:
             if not exceeded:
                 raise
         if exceeded and not started:
-            await self._refuse(scope, receive, send, received=received, linger=not finished)
+            await _refuse(scope, receive, send, limit, received=received, linger=not finished)
 
-    async def _refuse(
-        self, scope: Scope, receive: Receive, send: Send, *, received: int, linger: bool
-    ) -> None:
-        message = f"request body is over the limit of {self.max_bytes} bytes"
-        # The connection closes after this answer: the rest of the body is not wanted.
-        response = error_response_for(
-            scope, 413, "payload_too_large", message, headers={"Connection": "close"}
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status_code,
-                "headers": response.raw_headers,
-            }
-        )
-        # The whole answer goes out now; the response stays open only so that the server
-        # keeps the connection (and the body arriving on it) until the drain is done.
-        await send({"type": "http.response.body", "body": response.body, "more_body": True})
-        if linger:
-            await _drain(receive, budget=LINGER_LIMIT_MULTIPLE * self.max_bytes - received)
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+async def _refuse(
+    scope: Scope, receive: Receive, send: Send, limit: int, *, received: int, linger: bool
+) -> None:
+    message = f"request body is over the limit of {limit} bytes"
+    # The connection closes after this answer: the rest of the body is not wanted.
+    response = error_response_for(
+        scope, 413, "payload_too_large", message, headers={"Connection": "close"}
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": response.raw_headers,
+        }
+    )
+    # The whole answer goes out now; the response stays open only so that the server
+    # keeps the connection (and the body arriving on it) until the drain is done.
+    await send({"type": "http.response.body", "body": response.body, "more_body": True})
+    if linger:
+        await _drain(receive, budget=LINGER_LIMIT_MULTIPLE * limit - received)
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _drain(receive: Receive, budget: int) -> None:

@@ -37,6 +37,8 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.web.operation import operation_of
+
 if TYPE_CHECKING:
     from service.runtime.recognizer import Recognizer
 
@@ -202,6 +204,9 @@ class InferenceMetrics:
     def request_shed(self) -> None:
         REQUESTS_SHED.inc()
 
+    def images_requested(self, count: int) -> None:
+        IMAGES_PER_REQUEST.observe(count)
+
 
 class _ModelCollector:
     """The served model, read at scrape time: it may still be loading when the app starts."""
@@ -274,10 +279,9 @@ class MetricsMiddleware:
 
 
 def _route_template(scope: Scope) -> str:
-    # The router adds the matched route to the scope it was given (the same dict).
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else UNMATCHED_ROUTE
+    # The gateway records the matched operation in the scope it was given (the same dict).
+    operation = operation_of(scope)
+    return operation.path if operation is not None else UNMATCHED_ROUTE
 
 
 router = APIRouter()

@@ -35,6 +35,9 @@ class InferenceObserver(Protocol):
     def request_shed(self) -> None:
         """A request was refused: too many images in flight (runtime/admission.py)."""
 
+    def images_requested(self, count: int) -> None:
+        """A request (of either API, over either transport) asked about `count` images."""
+
 
 class InterpreterPool:
     def __init__(self, observer: InferenceObserver | None = None) -> None:

@@ -33,6 +33,7 @@ from service.imaging.preprocess import preprocess_image, preprocess_images
 from service.runtime.abandon import abandon_on_exit, in_thread, stop_if
 from service.runtime.admission import Admission
 from service.runtime.batcher import MicroBatcher
+from service.runtime.limits import Limits
 from service.runtime.loader import VerifiedModel, load_verified_model
 from service.runtime.pool import InferenceObserver, InterpreterPool
 from service.runtime.scores import Scores, split_outputs
@@ -64,6 +65,8 @@ class Recognizer:
 
     def __init__(self, settings: Settings, observer: InferenceObserver | None = None) -> None:
         self.settings = settings
+        self.limits = Limits.of(settings)
+        self._observer = observer
         self._lock = threading.Lock()
         self._model: VerifiedModel | None = None
         self._failure: str | None = None
@@ -181,6 +184,7 @@ class Recognizer:
     async def score_async(self, pixels: np.ndarray) -> Scores:
         """`score`, in a worker thread; `OverloadedError` when too busy."""
         self.model  # noqa: B018
+        self._requested(len(pixels))
         abandoned = threading.Event()
         with self.admission.admit(len(pixels)), abandon_on_exit(abandoned):
             return split_outputs(await in_thread(self._pool.classify, pixels, abandoned))
@@ -195,8 +199,13 @@ class Recognizer:
         decoded, in a worker thread, its errors naming the item's index like any other.
         """
         self.model  # noqa: B018
+        self._requested(len(images))
         with self.admission.admit(len(images)):
             return await self._recognize_async(images, read or _identity)
+
+    def _requested(self, count: int) -> None:
+        if self._observer is not None:
+            self._observer.images_requested(count)
 
     async def _recognize_async(
         self, images: Sequence[T], to_bytes: Callable[[T], bytes]

@@ -3,14 +3,13 @@
 503s (model loading, draining), gateway errors and connection failures are retried with
 exponential backoff; an image the server rejects is reported on its own and the rest of
 its batch is sent again without it. A batch over the server's images-per-request limit
-is split to that limit, learnt from the 422. Needs only httpx and tqdm (the `client`
-extra): nothing of the server.
+is split to that limit, which the server publishes (`GET /v1/model`, `limits`). Needs only
+httpx and tqdm (the `client` extra): nothing of the server.
 """
 
 from __future__ import annotations
 
 import base64
-import re
 import sys
 import threading
 import time
@@ -25,10 +24,6 @@ from service.scoring.results import Result
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 Fields = dict[str, Any]  # a `Result`'s fields but the path
-# How /v1/predict says a batch is over DIGITS_MAX_IMAGES. Its code, `invalid_request`, is
-# shared with other rules, and `GET /v1/model` does not publish the limit: the message is
-# the only place the number is.
-TOO_MANY_IMAGES = re.compile(r"at most (\d+) images per request")
 
 
 class RequestFailedError(Exception):
@@ -40,10 +35,12 @@ class HttpScorer:
 
     def __init__(self, url: str, *, timeout: float, retries: int, backoff: float) -> None:
         self.endpoint = url.rstrip("/") + "/v1/predict"
+        self.model_endpoint = url.rstrip("/") + "/v1/model"
         self.retries = retries
         self.backoff = backoff
         self.client = httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=64))
-        self.max_images: int | None = None  # the server's limit, once a 422 told us
+        self._max_images: int | None = None  # the server's limit, once it has told us
+        self._asked = self._split = False
         self._limit_lock = threading.Lock()
 
     def close(self) -> None:
@@ -68,15 +65,16 @@ class HttpScorer:
         return [results[position] for position in range(len(paths))]
 
     def _score_items(self, items: list[tuple[int, str]]) -> Iterator[tuple[int, Fields]]:
+        limit = self.max_images()
+        if limit is not None and len(items) > limit:
+            self._say_split(limit)
+            for start in range(0, len(items), limit):
+                yield from self._score_items(items[start : start + limit])
+            return
         while items:
-            limit = self.max_images
-            if limit is not None and len(items) > limit:
-                for start in range(0, len(items), limit):
-                    yield from self._score_items(items[start : start + limit])
-                return
             payload = {"images": [{"data": data} for _, data in items], "top_k": 1}
             try:
-                response = self._post(payload)
+                response = self._request("POST", self.endpoint, json=payload)
             except RequestFailedError as error:
                 yield from ((position, {"error": str(error)}) for position, _ in items)
                 return
@@ -89,8 +87,6 @@ class HttpScorer:
             if response.status_code == 422 and index is not None and 0 <= index < len(items):
                 # One bad image: report it, send the others again.
                 yield items.pop(index)[0], {"error": message}
-            elif response.status_code == 422 and self._learn_limit(message, len(items)):
-                continue  # the loop's first step now splits the batch
             elif response.status_code == 413 and len(items) > 1:
                 half = len(items) // 2  # a body over the limit: halve the batch until it fits
                 yield from self._score_items(items[:half])
@@ -100,32 +96,42 @@ class HttpScorer:
                 yield from ((position, {"error": message}) for position, _ in items)
                 return
 
-    def _learn_limit(self, message: str, sent: int) -> bool:
-        """Whether `message` says the server takes fewer than `sent` images per request;
-        if so, remember its limit (for every thread's batches) and say so once."""
-        match = TOO_MANY_IMAGES.search(message)
-        if match is None or not 1 <= int(match[1]) < sent:
-            return False  # not that error, or a limit that would not help: report as is
-        limit = int(match[1])
+    def max_images(self) -> int | None:
+        """The server's images-per-request limit, as `GET /v1/model` publishes it (asked
+        once, for every thread); None from a server that does not say."""
         with self._limit_lock:
-            if self.max_images is not None and self.max_images <= limit:
-                return True  # another thread learnt it first (and said so)
-            self.max_images = limit
+            if not self._asked:
+                self._asked = True
+                self._max_images = self._published_limit()
+            return self._max_images
+
+    def _published_limit(self) -> int | None:
+        try:
+            response = self._request("GET", self.model_endpoint)
+            limit = response.json()["limits"]["max_images"] if response.is_success else None
+        except (RequestFailedError, ValueError, KeyError, TypeError):
+            return None  # an older server, or none: batches go as they are
+        return limit if isinstance(limit, int) and limit >= 1 else None
+
+    def _say_split(self, limit: int) -> None:
+        with self._limit_lock:
+            if self._split:
+                return
+            self._split = True
         # tqdm.write: printed above any progress bar, not through it.
         tqdm.write(
             f"digits-score: the server takes at most {limit} images per request; "
             f"sending batches of {limit}",
             file=sys.stderr,
         )
-        return True
 
-    def _post(self, payload: dict[str, Any]) -> httpx.Response:
+    def _request(self, method: str, url: str, **options: Any) -> httpx.Response:
         problem = ""
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(min(self.backoff * 2 ** (attempt - 1), 30.0))
             try:
-                response = self.client.post(self.endpoint, json=payload)
+                response = self.client.request(method, url, **options)
             except httpx.TransportError as error:
                 problem = f"{type(error).__name__}: {error}"
                 continue

@@ -17,6 +17,7 @@ Every refusal is JSON, shaped by `service/web/errors.py`, says `Connection: clos
 lingers briefly (reading and discarding) so that the client reads it instead of a reset.
 
 Each response's head goes out with its first body bytes, in one write (coalescing.py).
+uvicorn's protocol is not public API: what of it is used here is in uvicorn_internals.py.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
-
+from service.gateway.table import TABLE
 from service.server.coalescing import CoalescingTransport
+from service.server.uvicorn_internals import STATUS_LINE, HttpToolsProtocol
 from service.web.errors import error_response_for
+from service.web.operation import record, route_path
 
 logger = logging.getLogger(__name__)
 
@@ -176,9 +178,12 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         logger.debug("refusing a connection from %s: %d %s", self.client, status, code)
-        # Shaped by the path when it is known (the request line arrived), else as `/v1`.
+        # Shaped as the path's operation is (the table's rules) when the request line
+        # arrived, else as `/v1`.
         path = bytes(getattr(self, "url", b"")).split(b"?", 1)[0].decode("latin-1")
-        scope = {"type": "http", "path": path, "root_path": self.root_path}
+        scope: dict[str, Any] = {"type": "http", "path": path, "root_path": self.root_path}
+        operation, rules, _ = TABLE.match("GET", route_path(scope))
+        record(scope, operation, rules)
         response = error_response_for(scope, status, code, message)
         content = [STATUS_LINE[status]]
         for name, value in [*self.server_state.default_headers, *response.raw_headers]:

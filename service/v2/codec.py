@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from service.imaging.decode import decode_base64_image
 from service.model_card import IMAGE_SIDE
+from service.runtime.limits import Limits, TooManyImagesError
 from service.v2.schemas import InferRequest, Parameters, RequestInput
 from service.web.bounds import ID_MAX_LENGTH, clip, echo
 from service.web.errors import HttpError
@@ -133,15 +134,17 @@ def check_request(
     return request, binary
 
 
-def decode_images(tensor: RequestInput, binary: bytes | None, max_images: int) -> Images:
+def decode_images(tensor: RequestInput, binary: bytes | None, limits: Limits) -> Images:
     """The input tensor as images the runtime takes."""
     if any(size < 0 for size in tensor.shape):
         raise TensorError(f"input {tensor.name!r}: negative size in shape {tensor.shape}")
     count = tensor.shape[0] if tensor.shape else 0
     if count < 1:
         raise TensorError(f"input {tensor.name!r}: shape {tensor.shape} holds no image")
-    if count > max_images:
-        raise TensorError(f"input {tensor.name!r}: at most {max_images} images, got {count}")
+    try:
+        limits.check_image_count(count)
+    except TooManyImagesError as error:
+        raise TensorError(f"input {tensor.name!r}: {error.message}") from None
     if tensor.datatype == "BYTES":
         return _encoded_images(tensor, binary, count)
     if tensor.datatype in _PIXEL_DTYPES:

@@ -7,19 +7,16 @@ the same path as `/v1/predict` uploads, limits and preprocessing included.
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 import numpy as np
-from fastapi import Response
 
 from service import __version__
 from service.errors import DigitsError, ModelNotReadyError
-from service.middleware.metrics import IMAGES_PER_REQUEST
 from service.model_card import IMAGE_SIDE, ModelCard
 from service.runtime.recognizer import Recognizer
 from service.runtime.scores import Scores
 from service.v2.codec import (
-    HEADER_LENGTH,
     EncodedImage,
     TensorError,
     decode_images,
@@ -46,6 +43,14 @@ SERVER_NAME = "digits"
 EXTENSIONS = ("binary_tensor_data",)
 PLATFORM = "litert_tflite"
 INPUT_NAME = "images"
+
+
+class InferAnswer(NamedTuple):
+    """An inference response body: JSON, or (`json_length` set) the binary tensor data
+    extension's JSON header of that many bytes followed by the raw output tensors."""
+
+    content: bytes
+    json_length: int | None
 
 
 class OpenInference:
@@ -91,6 +96,7 @@ class OpenInference:
             platform=PLATFORM,
             inputs=[MetadataTensor(name=INPUT_NAME, datatype="FP32", shape=[-1, *shape])],
             outputs=output_metadata(info),
+            parameters=self.recognizer.limits,
         )
 
     async def infer(
@@ -100,7 +106,8 @@ class OpenInference:
         body: bytes,
         header_length: str | None,
         content_encoding: str | None = None,
-    ) -> Response:
+    ) -> InferAnswer:
+        """The answer to an inference request's body, as bytes for the endpoint to send."""
         info = self.model(name, version)
         if content_encoding not in (None, "", "identity"):
             raise UnsupportedMediaTypeError(
@@ -117,13 +124,7 @@ class OpenInference:
         request, data = read_request(text, binary, model_outputs(info))
         tensors = await self.predict(request, data)
         content, json_length = encode_response(request, info.name, info.version, tensors)
-        if json_length is None:
-            return Response(content, media_type="application/json")
-        return Response(
-            content,
-            media_type="application/octet-stream",
-            headers={HEADER_LENGTH: str(json_length)},
-        )
+        return InferAnswer(content, json_length)
 
     async def predict(self, request: InferRequest, binary: bytes | None) -> dict[str, np.ndarray]:
         """Every output tensor of the model, by name, for a checked request (its input's
@@ -137,8 +138,7 @@ class OpenInference:
         """What the model says of the images of an input tensor. Pixels go to the model as
         they are, blank or constant ones too: a model with the not-a-digit output answers
         those itself (trained on them), and /v1's refusal of blank uploads is about files."""
-        images = decode_images(tensor, binary, self.recognizer.settings.max_images)
-        IMAGES_PER_REQUEST.observe(len(images))
+        images = decode_images(tensor, binary, self.recognizer.limits)
         if isinstance(images, np.ndarray):
             return await self.recognizer.score_async(images)
         return await self._recognize(tensor.name, images)

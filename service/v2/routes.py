@@ -1,7 +1,9 @@
 """Open Inference Protocol (KServe V2 / Triton HTTP/REST) routes: thin, over `OpenInference`.
 
 Errors under `/v2` take the protocol's flat shape `{"error": "message"}`, whichever layer
-refuses the request (`service/web/errors.py` chooses the shape by path).
+refuses the request (the operations' rules say so: service/gateway/table.py). The infer
+operations have their own endpoint (service/v2/infer.py); they are declared here for the
+OpenAPI document.
 """
 
 from __future__ import annotations
@@ -22,13 +24,9 @@ from service.v2.schemas import (
     RepositoryModel,
     ServerMetadata,
 )
-from service.web.errors import (
-    V2_PREFIX,
-    V2ErrorResponse,
-    documented_errors,
-)
+from service.web.errors import V2ErrorResponse, documented_errors
 
-PREFIX = V2_PREFIX
+PREFIX = "/v2"
 NOT_SUPPORTED = "Not supported: this server serves one model, fixed when it starts."
 MODEL_NAME_EXAMPLE = "mnist-digits-cnn"
 
@@ -127,7 +125,7 @@ async def model_version_ready(
     responses=_errors(400, 404, 413, 415, 503),
     openapi_extra=_INFER_BODY,
 )
-async def infer(model_name: ModelName, request: Request, inference: InferenceDep) -> Response:
+async def infer(model_name: ModelName) -> Response:
     """One input tensor of any name: `UINT8` (0–255) or `FP32` (0–1) pixels shaped
     `[N, 28, 28]`, `[N, 28, 28, 1]` or `[N, 784]`, already MNIST-style (white digit on
     black, centred; not preprocessed again), or `BYTES` `[N]`: image files (PNG, JPEG...),
@@ -140,7 +138,9 @@ async def infer(model_name: ModelName, request: Request, inference: InferenceDep
     requested in `outputs`. Binary tensor data (`Inference-Header-Content-Length`)
     is accepted, and returned for outputs that ask for it (`binary_data`, or the request's
     `binary_data_output`)."""
-    return await _infer(inference, request, model_name, None)
+    # Declared for the OpenAPI document only: the gateway gives every request of this
+    # operation to its own endpoint (service/v2/infer.py), so FastAPI never runs this.
+    raise RuntimeError("POST /v2/models/{model_name}/infer is answered by service/v2/infer.py")
 
 
 @router.post(
@@ -150,10 +150,12 @@ async def infer(model_name: ModelName, request: Request, inference: InferenceDep
     responses=_errors(400, 404, 413, 415, 503),
     openapi_extra=_INFER_BODY,
 )
-async def infer_version(
-    model_name: ModelName, model_version: ModelVersion, request: Request, inference: InferenceDep
-) -> Response:
-    return await _infer(inference, request, model_name, model_version)
+async def infer_version(model_name: ModelName, model_version: ModelVersion) -> Response:
+    # Declared for the OpenAPI document only, as `infer` is.
+    raise RuntimeError(
+        "POST /v2/models/{model_name}/versions/{model_version}/infer is answered by "
+        "service/v2/infer.py"
+    )
 
 
 @router.post(
@@ -196,15 +198,3 @@ async def repository_unload(model_name: ModelName, inference: InferenceDep) -> N
     """This server serves the one model it started with; unloading answers 400
     (`UNIMPLEMENTED` over gRPC)."""
     inference.refuse_repository_change("unload", model_name)
-
-
-async def _infer(
-    inference: OpenInference, request: Request, name: str, version: str | None
-) -> Response:
-    return await inference.infer(
-        name,
-        version,
-        await request.body(),
-        request.headers.get(HEADER_LENGTH),
-        request.headers.get("content-encoding"),
-    )

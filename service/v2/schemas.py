@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.runtime.limits import Limits
 from service.web.bounds import ID_MAX_LENGTH
 
 Parameters = dict[str, Any]
@@ -52,6 +53,11 @@ class ModelMetadata(BaseModel):
     platform: str
     inputs: list[MetadataTensor]
     outputs: list[MetadataTensor]
+    parameters: Limits | None = Field(
+        default=None,
+        description="What one request may hold (as MLServer puts a model's parameters here); "
+        "more is refused.",
+    )
 
 
 class RequestInput(BaseModel):

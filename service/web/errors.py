@@ -2,10 +2,11 @@
 
 `/v1` (and everything else) answers `{"error": {"code", "message", "index"}}`; the Open
 Inference Protocol under `/v2` has its own flat shape, `{"error": "message"}`, which
-Triton and KServe clients print as the message. Every layer that refuses a request —
-the app's exception handler and the pure-ASGI middlewares (body limit, API key, request
-timeout) that answer before any route runs — calls `error_response_for`, so the shape
-never depends on which layer said no.
+Triton and KServe clients print as the message. The shape is the request's operation's
+(`Rules.protocol`, service/web/operation.py). Every layer that refuses a request —
+the app's exception handler, the gateway and the pure-ASGI middlewares (body limit, API
+key, request timeout) that answer before any endpoint runs — calls `error_response_for`,
+so the shape never depends on which layer said no.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from service.errors import DigitsError, ModelNotReadyError, OverloadedError
+from service.web.operation import rules_of
 from service.web.responses import json_response
 
-V2_PREFIX = "/v2"
 # Every 503 is temporary (loading, draining, overloaded, the connection cap) and says when
 # to retry. A full queue (512 MNIST-size images) drains in ~0.3 s on one core (README,
 # Hardening): a client retrying after a second finds room, a longer hint would idle us.
@@ -102,19 +103,6 @@ def documented_errors(
     return documented
 
 
-def route_path(scope: Scope) -> str:
-    """The request path as routes see it: below the proxy prefix (`root_path`), if any."""
-    path: str = scope.get("path", "")
-    root: str = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path
-
-
-def is_v2_request(scope: Scope) -> bool:
-    """Whether the request is under `/v2`, the Open Inference Protocol."""
-    path = route_path(scope)
-    return path == V2_PREFIX or path.startswith(V2_PREFIX + "/")
-
-
 def error_response_for(
     scope: Scope,
     status: int,
@@ -125,7 +113,7 @@ def error_response_for(
 ) -> Response:
     """The error in the shape of the request's protocol (see the module docstring); a 503
     carries `Retry-After` unless `headers` has its own."""
-    if is_v2_request(scope):
+    if rules_of(scope).protocol == "v2":
         # The protocol has no field for `code` or `index`: the message carries them.
         body = V2ErrorResponse(error=message).model_dump_json()
     else:

@@ -1,5 +1,5 @@
-"""Request guards shared by the routes: the body's declared media type, checked before the
-body is parsed, and the recognizer the app serves."""
+"""Request guards shared by the routes and endpoints: the body's declared media type,
+checked before the body is parsed, and the recognizer the app serves."""
 
 from __future__ import annotations
 
@@ -11,30 +11,34 @@ from fastapi import Depends, Request
 from service.runtime.recognizer import Recognizer
 from service.web.bounds import clip
 from service.web.errors import UnsupportedMediaTypeError
+from service.web.responses import JSON_MEDIA_TYPE
 
 
-def _media_type(request: Request) -> tuple[str, str]:
+def _media_type(content_type: str | None) -> tuple[str, str]:
     message = email.message.Message()
-    message["content-type"] = request.headers.get("content-type", "")
+    message["content-type"] = content_type or ""
     return message.get_content_maintype(), message.get_content_subtype()
 
 
-def _refuse(request: Request, wanted: str) -> UnsupportedMediaTypeError:
-    declared = clip(request.headers.get("content-type") or "no Content-Type")
+def _refuse(content_type: str | None, wanted: str) -> UnsupportedMediaTypeError:
+    declared = clip(content_type or "no Content-Type")
     return UnsupportedMediaTypeError(f"send the {wanted} (got {declared})")
 
 
-async def require_json(request: Request) -> None:
-    """415 unless the body is declared as JSON (`application/json` or `...+json`)."""
-    main, sub = _media_type(request)
+def check_json_media_type(content_type: str | None) -> None:
+    """415 unless a body is declared as JSON (`application/json` or `...+json`)."""
+    if content_type == JSON_MEDIA_TYPE:
+        return  # nearly every request: no header parsing
+    main, sub = _media_type(content_type)
     if main != "application" or not (sub == "json" or sub.endswith("+json")):
-        raise _refuse(request, "request as application/json")
+        raise _refuse(content_type, "request as application/json")
 
 
 async def require_multipart(request: Request) -> None:
     """415 unless the body is multipart/form-data."""
-    if _media_type(request) != ("multipart", "form-data"):
-        raise _refuse(request, "files as multipart/form-data")
+    content_type = request.headers.get("content-type")
+    if _media_type(content_type) != ("multipart", "form-data"):
+        raise _refuse(content_type, "files as multipart/form-data")
 
 
 async def get_recognizer(request: Request) -> Recognizer:

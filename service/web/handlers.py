@@ -6,19 +6,18 @@ from __future__ import annotations
 import functools
 import logging
 from http import HTTPStatus
-from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from service.errors import DigitsError
-from service.web.bounds import clip
 from service.web.errors import (
     digits_error_response,
     error_response_for,
     internal_error_response,
 )
+from service.web.validation import validation_message
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ async def handle_error(request: Request, error: Exception) -> Response:
         return digits_error_response(request.scope, error)
     respond = functools.partial(error_response_for, request.scope)
     if isinstance(error, RequestValidationError):
-        message, index = _validation_message(error.errors())
+        message, index = validation_message(error.errors())
         return respond(422, "invalid_request", message, index)
     if isinstance(error, HTTPException):
         if error.status_code == HTTPStatus.BAD_REQUEST:
@@ -54,24 +53,3 @@ async def handle_error(request: Request, error: Exception) -> Response:
         return respond(status, code, message, headers=error.headers)
     logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
     return internal_error_response(request.scope)
-
-
-def _validation_message(errors: Any) -> tuple[str, int | None]:
-    first = errors[0]
-    location = list(first["loc"])
-    if location[:1] == ["body"]:
-        location = location[1:]
-    if first["type"] == "json_invalid":
-        message = f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}"
-    elif not location and first["type"] == "missing":
-        message = "request body is required (a JSON object)"
-    else:
-        # Cut: a location can hold a client's key (an unknown field) of any length.
-        where = clip(".".join(str(part) for part in location)) or "request body"
-        message = f"{where}: {first['msg']}"
-    if len(errors) > 1:
-        more = len(errors) - 1
-        message += f" (and {more} more error{'s' if more > 1 else ''})"
-    # Errors inside one image name it, like errors found while decoding it.
-    index = location[1] if len(location) > 1 and location[0] == "images" else None
-    return message, index if isinstance(index, int) else None

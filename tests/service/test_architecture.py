@@ -4,6 +4,7 @@ module of the service imports another that imports it back."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,59 @@ def test_no_import_cycles_in_the_service() -> None:
 
     for module in sorted(graph):
         walk(module, [])
+
+
+def _layers() -> list[tuple[str, list[str]]]:
+    """The README's folder table, top row first: (the row's first cell, the modules and
+    folders it names). The table is the test's input, so the two cannot drift."""
+    lines = (REPO_ROOT / "README.md").read_text().splitlines()
+    start = lines.index("| folder / module | concern | may import |") + 2
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        cell = line.split("|")[1]
+        rows.append((cell.strip(), re.findall(r"`([^`]+)`", cell)))
+    return rows
+
+
+def _layer_of(module: str, layers: list[tuple[str, list[str]]]) -> int | None:
+    path = module.removeprefix("service").lstrip(".").replace(".", "/")
+    for index, (_, names) in enumerate(layers):
+        for name in names:
+            folder = name.rstrip("/")
+            if name.endswith("/") and (path == folder or path.startswith(folder + "/")):
+                return index
+            if name.endswith(".py") and path in (name[:-3], name[:-3] + "/__init__"):
+                return index
+            if name == "__init__.py" and path == "":
+                return index
+    return None
+
+
+def test_every_module_sits_in_a_row_of_the_readmes_folder_table() -> None:
+    layers = _layers()
+    root = REPO_ROOT / "service"
+    homeless = [
+        _module_name(path, root)
+        for path in root.rglob("*.py")
+        if _layer_of(_module_name(path, root), layers) is None
+    ]
+    assert not homeless, f"in no row of README.md's folder table: {sorted(homeless)}"
+
+
+def test_no_import_runs_up_the_layers() -> None:
+    """Each row of the README's folder table imports only from the rows below it."""
+    layers = _layers()
+    root = REPO_ROOT / "service"
+    upward = []
+    for path in sorted(root.rglob("*.py")):
+        module = _module_name(path, root)
+        row = _layer_of(module, layers)
+        for imported in sorted(_imports(path, root)):
+            target = _layer_of(imported, layers)
+            if row is not None and target is not None and target < row:
+                upward.append(
+                    f"{module} ({layers[row][0]}) imports {imported} ({layers[target][0]})"
+                )
+    assert not upward, "imports up the layers:\n" + "\n".join(upward)

@@ -16,6 +16,7 @@ from service.errors import ImageTooLargeError, InvalidImageError, ModelNotReadyE
 from service.grpc.proto import grpc_predict_v2_pb2 as pb
 from service.grpc.tensors import infer_request, infer_response, status_code_of
 from service.model_card import ModelCard
+from service.runtime.limits import Limits
 from service.runtime.recognizer import Recognizer
 from service.v2.codec import TensorError, decode_images
 from service.v2.dataplane import OpenInference
@@ -128,7 +129,11 @@ def test_malformed_requests_name_the_problem(
     with pytest.raises(TensorError, match=message):
         parsed, binary = infer_request(request, DIGIT_OUTPUTS)
         # Some problems show once the tensor is decoded, as over REST.
-        decode_images(parsed.inputs[0], binary, max_images=256)
+        decode_images(
+            parsed.inputs[0],
+            binary,
+            Limits(max_images=256, max_body_bytes=1 << 20, max_pixels=1 << 20),
+        )
 
 
 def test_raw_contents_must_match_the_inputs() -> None:

@@ -14,9 +14,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from service.middleware.auth import is_protected
+from service.app import DigitsApp
 from service.settings import Settings
-from service.web.errors import is_v2_request
+from service.web.operation import Rules
 from tests.subprocess_server import REPO_ROOT, free_port
 
 KEY = "s3cret-key-for-tests-0123456789"
@@ -27,6 +27,11 @@ OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/openapi.json", "/metrics", "/v2/
 def keyed(make_app: Callable[..., FastAPI]) -> Iterator[TestClient]:
     with TestClient(make_app(api_key=KEY)) as client:
         yield client
+
+
+def _rules(method: str, path: str) -> Rules:
+    """The rules the gateway serves `method path` under (service/gateway/table.py)."""
+    return DigitsApp.table.match(method, path)[1]
 
 
 def _operations(client: TestClient) -> list[tuple[str, str]]:
@@ -44,13 +49,13 @@ def test_off_by_default(client: TestClient) -> None:
 
 
 def test_every_model_operation_needs_the_key(keyed: TestClient) -> None:
-    protected = [(m, p) for m, p in _operations(keyed) if is_protected(p)]
+    protected = [(m, p) for m, p in _operations(keyed) if _rules(m, p).needs_key]
     assert {"/v1/predict", "/v1/model"} <= {p for _, p in protected}
     for method, path in protected:
         response = keyed.request(method, path)
         assert response.status_code == 401, (method, path, response.text)
         error = response.json()["error"]
-        if is_v2_request({"path": path}):  # the Open Inference Protocol's flat shape
+        if _rules(method, path).protocol == "v2":  # the Open Inference Protocol's flat shape
             assert error.startswith("missing API key"), (path, error)
         else:
             assert error["code"] == "unauthorized", (path, error)
@@ -126,7 +131,7 @@ def test_behind_a_proxy_prefix(make_app: Callable[..., FastAPI]) -> None:
     ],
 )
 def test_which_paths_are_protected(path: str, protected: bool) -> None:
-    assert is_protected(path) is protected
+    assert _rules("GET", path).needs_key is protected
 
 
 @pytest.mark.parametrize(

@@ -242,7 +242,8 @@ def _predict_requests(metrics_text: str) -> dict[str, float]:
 
 def test_batches_over_the_servers_limit_are_split(tmp_path: Path, clear_digits: Digits) -> None:
     """`--batch-size 10` against a real server taking at most 4 images per request: the
-    CLI learns the limit from the first 422, says so once, and scores every image."""
+    CLI reads the limit the server publishes (`GET /v1/model`), says so once, and scores
+    every image, none refused."""
     images, labels = clear_digits
     expected = {}
     for i in range(25):  # batches of 10, 10 and 5
@@ -263,22 +264,33 @@ def test_batches_over_the_servers_limit_are_split(tmp_path: Path, clear_digits: 
     notice = "digits-score: the server takes at most 4 images per request; sending batches of 4"
     assert result.stderr.count(notice) == 1, result.stderr
     assert "25 images scored, 0 errors" in result.stderr
-    # Only the two batches sent before the limit was known met a 422; the third was split
-    # up front. 10 + 10 + 5 images in requests of at most 4: 3 + 3 + 2 accepted requests.
-    assert 1 <= requests.get("422", 0) <= 2, requests
+    # Every batch split up front: 10 + 10 + 5 images in requests of at most 4, 3 + 3 + 2.
+    assert requests.get("422", 0) == 0, requests
     assert requests.get("200") == 8, requests
 
 
-def test_a_limit_that_does_not_help_is_reported_not_looped_on(tmp_path: Path) -> None:
-    """A server (or proxy) claiming a limit of 4 even for batches of 4 or fewer: every
-    image gets that error, none is dropped, and the CLI stops asking."""
+@pytest.mark.parametrize(
+    ("published", "sizes"),
+    [
+        ({"limits": {"max_images": 4}}, [4, 4, 2]),  # split up front
+        ({"card": {}}, [10]),  # an older server that does not say: sent as it is
+        (None, [10]),  # no /v1/model at all (a proxy's 404)
+    ],
+)
+def test_the_published_limit_splits_batches_and_refusals_are_reported_not_looped_on(
+    tmp_path: Path, published: dict | None, sizes: list[int]
+) -> None:
+    """Against a server that refuses every batch (422, no image named): each image gets
+    that error once, none is dropped, and batches follow the limit the server publishes."""
     from service.scoring.remote import HttpScorer
 
-    sizes: list[int] = []
+    sent: list[int] = []
 
-    def refuse(request: httpx.Request) -> httpx.Response:
-        sizes.append(len(json.loads(request.content)["images"]))
-        message = f"images: at most 4 images per request, got {sizes[-1]}"
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(404) if published is None else httpx.Response(200, json=published)
+        sent.append(len(json.loads(request.content)["images"]))
+        message = f"images: at most 4 images per request, got {sent[-1]}"
         return httpx.Response(422, json={"error": {"code": "invalid_request", "message": message}})
 
     paths = []
@@ -286,10 +298,10 @@ def test_a_limit_that_does_not_help_is_reported_not_looped_on(tmp_path: Path) ->
         paths.append(tmp_path / f"{i}.png")
         paths[-1].write_bytes(b"any bytes: the server never looks")
     scorer = HttpScorer("http://digits.test", timeout=5, retries=0, backoff=0)
-    scorer.client = httpx.Client(transport=httpx.MockTransport(refuse))
+    scorer.client = httpx.Client(transport=httpx.MockTransport(answer))
 
     results = scorer.score(paths)
 
     assert [r.path for r in results] == [str(p) for p in paths]
     assert all(r.digit is None and r.error and "at most 4 images" in r.error for r in results)
-    assert sizes == [10, 4, 4, 2]  # split once to the limit, then each refusal reported
+    assert sent == sizes

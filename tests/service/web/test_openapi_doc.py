@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from service.gateway.openapi import SEVEN_PNG_BASE64
 from service.model_card import ModelCard
+from service.openapi_doc import build_document, main, render
 from service.runtime.recognizer import Recognizer
 from service.settings import Settings
-from service.web.openapi import SEVEN_PNG_BASE64
-from service.web.openapi_doc import build_document, main, render
 from tests.conftest import REPO_ROOT
 from tests.loopback_server import live_server
 

@@ -1,4 +1,4 @@
-"""`make openapi` (`python -m service.web.openapi_doc`): write openapi.json and openapi.md.
+"""`make openapi` (`python -m service.openapi_doc`): write openapi.json and openapi.md.
 
 Both are generated from the app's own OpenAPI document, so they cannot disagree with
 it; a test regenerates them in memory and fails when the committed files drift.
@@ -17,10 +17,10 @@ from typing import Any
 
 from service import __version__
 from service.app import create_app
+from service.gateway.openapi import COMPONENTS
 from service.settings import Settings
-from service.web.openapi import COMPONENTS
 
-CHECKOUT = Path(__file__).resolve().parents[2]
+CHECKOUT = Path(__file__).resolve().parents[1]
 FILES = ("openapi.json", "openapi.md")
 HOST = "localhost:8000"
 UPLOAD_FILE = "seven.png"
@@ -193,7 +193,7 @@ def _anchor(title: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service.web.openapi_doc", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m service.openapi_doc", description=__doc__)
     parser.add_argument("--out", type=Path, default=CHECKOUT, help="folder (default: checkout)")
     parser.add_argument("--check", action="store_true", help="exit 1 if the files are stale")
     args = parser.parse_args(argv)

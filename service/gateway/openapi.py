@@ -21,8 +21,9 @@ from pydantic.json_schema import models_json_schema
 
 from service.api.routes import STATIC_DIR
 from service.api.uploads import UploadForm
+from service.gateway.table import OPERATIONS
 from service.v2.schemas import OPENAPI_MODELS
-from service.web.errors import ERROR_DESCRIPTIONS, ErrorResponse, V2ErrorResponse, is_v2_request
+from service.web.errors import ERROR_DESCRIPTIONS, ErrorResponse, V2ErrorResponse
 
 COMPONENTS = "#/components/schemas/"
 # A real MNIST test digit (a 7), 28×28 grey PNG: examples that work when pasted.
@@ -79,10 +80,12 @@ def tidy_openapi(document: dict[str, Any]) -> dict[str, Any]:
         schemas.setdefault(name, schema)
     _name_operations(document)
     _mark_binary(schemas)
+    protocols = {(op.method.lower(), op.path): op.rules.protocol for op in OPERATIONS}
     for path, item in document.get("paths", {}).items():
-        v2 = is_v2_request({"path": path})
-        error = {"$ref": COMPONENTS + ("V2ErrorResponse" if v2 else "ErrorResponse")}
         for method, operation in item.items():
+            # Each operation's errors in its protocol's shape (its row in the table).
+            v2 = protocols[(method, path)] == "v2"
+            error = {"$ref": COMPONENTS + ("V2ErrorResponse" if v2 else "ErrorResponse")}
             _fix_errors(operation, error, v2=v2)
             example = REQUEST_EXAMPLES.get((method, path))
             content = operation.get("requestBody", {}).get("content", {})
