@@ -78,9 +78,12 @@ def measure_http(
                     batch[contender.name].setdefault(size, []).append(result)
         for name in out:
             out[name]["rss_load_mb"] = peak_rss[name]
-            out[name]["single"] = {str(c): _median(r) for c, r in single[name].items()}
+            out[name]["single"] = {str(c): median_summary(r) for c, r in single[name].items()}
             out[name]["batch"] = {
-                str(size): {**_median(r), "images_per_s": round(_med(r, "throughput") * size, 1)}
+                str(size): {
+                    **median_summary(r),
+                    "images_per_s": round(_med(r, "throughput") * size, 1),
+                }
                 for size, r in batch[name].items()
             }
     return out
@@ -108,7 +111,8 @@ def _med(results: list[LoadResult], field: str) -> float:
     return float(statistics.median(getattr(r, field) for r in results))
 
 
-def _median(results: list[LoadResult]) -> dict[str, object]:
+def median_summary(results: list[LoadResult]) -> dict[str, object]:
+    """One scenario over the rounds: the median of each figure, the counts summed."""
     keys = ("throughput", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "client_cpu")
     summary: dict[str, object] = {key: round(_med(results, key), 3) for key in keys}
     summary["requests"] = sum(r.requests for r in results)

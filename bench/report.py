@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from bench.targets import PEER_TITLES, peer_table, targets
+from bench.targets import PEER_TITLES, peer_table, protocol_table, targets
 
 
 def write_report(results: dict[str, Any], out: Path) -> str:
@@ -48,8 +48,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     rows = targets(results)
     if rows:
         lines += [
-            "**Targets** (issue 14: digits with default settings; ratios to this run's "
-            "reference app and floor)",
+            "**Targets** (issues 14 and 23: digits with default settings; ratios to this "
+            "run's reference app, floor and `/v1` JSON on the protocols' server)",
             "",
         ]
         lines += ["| goal | measured | target | met |", "|---|---|---|---|"]
@@ -112,23 +112,14 @@ def render_markdown(results: dict[str, Any]) -> str:
                 f"{_fmt(figures['rss_idle_mb'])} | {_fmt(figures.get('rss_idle_largest_mb'))} | "
                 f"{_fmt(figures.get('rss_load_mb'))} |"
             )
-    grpc = results.get("grpc")
-    if grpc:
+    protocols = protocol_table(results)
+    if protocols:
         lines += [
             "",
-            "**gRPC beside REST** (`/v2` infer and gRPC ModelInfer, one PNG as BYTES)",
+            "**Protocols** (one digits server, one 28×28 PNG per request)",
             "",
         ]
-        lines += [
-            "| protocol | conc. | req/s | p50 ms | p99 ms | errors |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        for protocol, by_concurrency in grpc.items():
-            for concurrency, r in by_concurrency.items():
-                lines.append(
-                    f"| {protocol} | {concurrency} | {_fmt(r['throughput'], 0)} | "
-                    f"{_fmt(r['p50_ms'], 2)} | {_fmt(r['p99_ms'], 2)} | {r['errors']} |"
-                )
+        lines += protocols
     peers = peer_table(results)
     if peers:
         lines += [

@@ -7,7 +7,8 @@ One run, one machine, the same images for every contender:
 3. HTTP single image at concurrency 1, 8, 64 and batch scoring at 1-256 images for
    digits, the reference app and the peers (bench/contenders.py, bench/http_runs.py);
 4. start-up time to a 200 from the ready route, RSS idle and under load;
-5. gRPC ModelInfer beside REST `/v2` infer on one digits server, c=1 and c=64.
+5. protocols: one PNG per request as `/v1` JSON, `/v2` binary BYTES, `/v2` binary UINT8
+   and gRPC BYTES, on one digits server, c=1 and c=64 (bench/protocols.py).
 
 The load generator is bench/loadgen.py; it runs on the same cores and its CPU use is
 reported. A peer's venv is created on the first run only; that time is reported apart
@@ -30,10 +31,10 @@ from pathlib import Path
 
 from bench.contenders import build
 from bench.floor import measure_floor
-from bench.grpc_load import measure_grpc
 from bench.http_runs import measure_http
 from bench.images import mnist_pngs, photo_jpegs
 from bench.pipeline import measure_pipeline
+from bench.protocols import measure_protocols
 from bench.report import write_report
 from bench.servers import REPO_ROOT
 from service.model_card import ModelCard
@@ -110,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             batch_requests=budget.batch_requests,
             time_limit=budget.time_limit,
         )
-        print("gRPC ModelInfer beside REST /v2 infer", flush=True)
-        results["grpc"] = measure_grpc(budget.time_limit * budget.rounds)
+        print("protocols: /v1 JSON, /v2 binary, gRPC on one digits server", flush=True)
+        results["protocols"] = measure_protocols(
+            pngs, rounds=budget.rounds, requests=budget.requests, time_limit=budget.time_limit
+        )
     results["venv_seconds"] = venv_seconds
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["seconds"] = round(time.perf_counter() - began - venv_seconds, 1)
