@@ -135,3 +135,26 @@ def test_no_import_runs_up_the_layers() -> None:
                     f"{module} ({layers[row][0]}) imports {imported} ({layers[target][0]})"
                 )
     assert not upward, "imports up the layers:\n" + "\n".join(upward)
+
+
+# The gateway's match: the only code that compares a request's URL with anything.
+URL_MATCHERS = {"service/gateway/matcher.py", "service/web/operation.py"}
+
+
+def test_no_url_is_matched_outside_the_table() -> None:
+    """Prefix and suffix tests on a path (`path.startswith(...)`, `scope["path"].endswith`)
+    only in the gateway's match: every other layer reads the operation's rules."""
+    found = []
+    for path in sorted((REPO_ROOT / "service").rglob("*.py")):
+        where = str(path.relative_to(REPO_ROOT))
+        if where in URL_MATCHERS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("startswith", "endswith", "removeprefix", "removesuffix")
+                and re.search(r"path|url|route", ast.unparse(node.func.value), re.IGNORECASE)
+            ):
+                found.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
+    assert not found, "URL matching outside the table:\n" + "\n".join(found)
