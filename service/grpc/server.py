@@ -8,7 +8,12 @@ calls (`shutdown_timeout_seconds`); new calls are then refused (UNAVAILABLE).
 With several worker processes (`DIGITS_WORKERS`), every process runs its own gRPC server
 on the same port with SO_REUSEPORT, and the kernel spreads new connections among them.
 A gRPC channel is one long-lived HTTP/2 connection, so one client channel stays with one
-process: clients that want both cores open several channels. SO_REUSEPORT is only set
+process: clients that want every core open several channels, and these must really be
+several connections. gRPC shares one connection among a process's channels that have the
+same target and options (its global subchannel pool): each channel needs the option
+`grpc.use_local_subchannel_pool` (tritonclient: in `channel_args`, which replaces its
+defaults). The kernel places each connection at random, so two connections share one of
+two workers half of the time: a few per worker spread the load. SO_REUSEPORT is only set
 with several workers, so that a single-process server refuses to start on a port that
 another program already holds instead of silently sharing it.
 """

@@ -17,21 +17,16 @@ from grpc_health.v1 import health, health_pb2
 from pydantic import SecretStr
 
 from service.errors import DigitsError, ModelNotReadyError
+from service.gateway.table import GRPC_OPEN_METHODS, GRPC_SERVICE
 from service.grpc.proto import grpc_predict_v2_pb2 as pb
 from service.grpc.tensors import infer_request, infer_response, status_code_of
-from service.middleware.auth import presented_key, refusal_for
 from service.v2.dataplane import OpenInference
 from service.v2.outputs import model_outputs
+from service.web.api_key import presented_key, refusal_for
 
 logger = logging.getLogger(__name__)
 
-SERVICE = "inference.GRPCInferenceService"
-HEALTH_SERVICE = "grpc.health.v1.Health"
-# Open without the key, like REST's `/v2/health/*`: probes carry no credentials.
-OPEN_METHODS = frozenset(
-    {f"/{SERVICE}/ServerLive", f"/{SERVICE}/ServerReady", f"/{HEALTH_SERVICE}/Check",
-     f"/{HEALTH_SERVICE}/Watch"}
-)  # fmt: skip
+SERVICE = GRPC_SERVICE
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
@@ -60,7 +55,8 @@ class InferenceServicer:
 
     async def model_metadata(self, request: pb.ModelMetadataRequest, context: Any) -> Any:
         metadata = self.inference.metadata(request.name, request.version or None)
-        return pb.ModelMetadataResponse(**metadata.model_dump())
+        # The protocol's message has no `parameters` (the limits REST publishes there).
+        return pb.ModelMetadataResponse(**metadata.model_dump(exclude={"parameters"}))
 
     async def model_infer(self, request: pb.ModelInferRequest, context: Any) -> Any:
         card = self.inference.model(request.model_name, request.model_version or None)
@@ -135,7 +131,7 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[Any], Awaitable[Any]],
         details: grpc.HandlerCallDetails,
     ) -> Any:
-        if details.method in OPEN_METHODS:
+        if details.method in GRPC_OPEN_METHODS:  # the table of operations says which
             return await continuation(details)
         metadata = [
             (key.encode(), value if isinstance(value, bytes) else value.encode())

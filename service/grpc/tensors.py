@@ -7,6 +7,8 @@ same code (service/v2/codec.py) checks, decodes and answers both protocols.
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Collection, Mapping
 
 import grpc
@@ -22,6 +24,8 @@ from service.web.errors import NotSupportedError, status_of
 
 # Where typed (non-raw) contents of each datatype the model takes are, per the protocol.
 _TYPED_CONTENTS = {"UINT8": "uint_contents", "FP32": "fp32_contents", "BYTES": "bytes_contents"}
+
+_LITTLE_ENDIAN_HOST = sys.byteorder == "little"
 
 # The HTTP status the REST protocol answers, as the gRPC code with the same meaning.
 _STATUS_CODES = {
@@ -58,36 +62,18 @@ def infer_request(
 ) -> tuple[InferRequest, bytes | None]:
     """The request as `InferRequest`, and its input's raw contents, checked like REST's
     against the model's outputs (service/v2/outputs.py: `model_outputs`)."""
-    raw = message.raw_input_contents
-    if raw and len(raw) != len(message.inputs):
+    # Each read of a repeated bytes field's element is a new copy of it (upb keeps the data
+    # in its arena; 0.7 ms for 8 MB): one list, so that each is copied once, not twice.
+    raw = list(message.raw_input_contents)
+    tensors = message.inputs
+    if raw and len(raw) != len(tensors):
         raise TensorError(
-            f"{len(raw)} raw_input_contents for {len(message.inputs)} inputs: "
+            f"{len(raw)} raw_input_contents for {len(tensors)} inputs: "
             "send one per input, in the order of inputs"
         )
-    inputs = []
-    for index, tensor in enumerate(message.inputs):
-        tensor_parameters = parameters(tensor.parameters)
-        data: list[object] | None = None
-        if raw:
-            if tensor.HasField("contents"):
-                raise TensorError(f"input {tensor.name!r} has both contents and raw contents")
-            # The binary extension's way of saying "my data is in the binary part".
-            tensor_parameters = {**(tensor_parameters or {}), "binary_data_size": len(raw[index])}
-        elif not tensor.HasField("contents"):
-            raise TensorError(f"input {tensor.name!r} has neither contents nor raw_input_contents")
-        else:
-            field = _TYPED_CONTENTS.get(tensor.datatype)
-            # Another datatype is refused by name when the tensor is decoded.
-            data = list(getattr(tensor.contents, field)) if field is not None else []
-        inputs.append(
-            RequestInput.model_construct(
-                name=tensor.name,
-                shape=list(tensor.shape),
-                datatype=tensor.datatype,
-                parameters=tensor_parameters,
-                data=data,
-            )
-        )
+    inputs = [
+        _request_input(tensor, raw[index] if raw else None) for index, tensor in enumerate(tensors)
+    ]
     outputs = [
         RequestOutput.model_construct(name=output.name, parameters=parameters(output.parameters))
         for output in message.outputs
@@ -101,19 +87,64 @@ def infer_request(
     return check_request(request, raw[0] if len(raw) == 1 else b"", known_outputs)
 
 
+def _request_input(
+    tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None
+) -> RequestInput:
+    """One input tensor as REST has it: typed contents as `data`, raw contents as binary
+    data of `binary_data_size` bytes (the binary extension's way of saying so)."""
+    tensor_parameters = parameters(tensor.parameters)
+    has_contents = tensor.HasField("contents")
+    data: list[object] | None = None
+    if raw is not None:
+        if has_contents:
+            raise TensorError(f"input {tensor.name!r} has both contents and raw contents")
+        tensor_parameters = {**(tensor_parameters or {}), "binary_data_size": len(raw)}
+    elif not has_contents:
+        raise TensorError(f"input {tensor.name!r} has neither contents nor raw_input_contents")
+    else:
+        field = _TYPED_CONTENTS.get(tensor.datatype)
+        # Another datatype is refused by name when the tensor is decoded.
+        data = list(getattr(tensor.contents, field)) if field is not None else []
+    return RequestInput.model_construct(
+        name=tensor.name,
+        shape=list(tensor.shape),
+        datatype=tensor.datatype,
+        parameters=tensor_parameters,
+        data=data,
+    )
+
+
 def infer_response(
     request: InferRequest, card: ModelCard, tensors: dict[str, np.ndarray]
 ) -> pb.ModelInferResponse:
     """The outputs asked for (all of `tensors`, the model's, by default), as raw
     little-endian contents, as Triton answers: `tritonclient.grpc`'s `as_numpy` reads them
     without a copy per element (BOOL: one byte each)."""
-    response = pb.ModelInferResponse(
-        model_name=card.name, model_version=card.version, id=request.id or ""
-    )
-    for name in [output.name for output in request.outputs or ()] or list(tensors):
-        array = tensors[name]
-        response.outputs.add(name=name, datatype=OUTPUT_DATATYPES[name], shape=array.shape)
-        response.raw_output_contents.append(
-            array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
-        )
+    names = [output.name for output in request.outputs] if request.outputs else list(tensors)
+    arrays = [tensors[name] for name in names]
+    described = tuple(zip(names, (array.shape for array in arrays), strict=True))
+    response = pb.ModelInferResponse.FromString(_response_head(card.name, card.version, described))
+    response.id = request.id or ""
+    response.raw_output_contents.extend([_little_endian_bytes(array) for array in arrays])
     return response
+
+
+@functools.lru_cache(maxsize=1024)
+def _response_head(
+    model_name: str, model_version: str, outputs: tuple[tuple[str, tuple[int, ...]], ...]
+) -> bytes:
+    """A response without its id and contents: the model, then each output's name, datatype
+    and shape. It is the same for every answer of a batch size, so it is built once; parsing
+    it costs a third of adding the output messages one by one, call after call."""
+    head = pb.ModelInferResponse(model_name=model_name, model_version=model_version)
+    for name, shape in outputs:
+        head.outputs.add(name=name, datatype=OUTPUT_DATATYPES[name], shape=shape)
+    return head.SerializeToString()
+
+
+def _little_endian_bytes(array: np.ndarray) -> bytes:
+    # The outputs are native arrays, so on a little-endian host (x86, ARM) they are sent as
+    # they are; converting them anyway costs more than the copy itself.
+    if _LITTLE_ENDIAN_HOST and array.dtype.isnative:
+        return array.tobytes()
+    return array.astype(array.dtype.newbyteorder("<")).tobytes()
