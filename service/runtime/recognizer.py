@@ -185,6 +185,13 @@ class Recognizer:
         """`score`, in a worker thread; `OverloadedError` when too busy."""
         self.model  # noqa: B018
         self._requested(len(pixels))
+        if len(pixels) == 1:
+            # One image, as a small upload: on the loop, micro-batched with the others (a
+            # thread hop cost more than its inference; the /v2 UINT8 tensor, issue 23).
+            with self.admission.admit(1):
+                if self._batcher is None:
+                    return split_outputs(self._pool.classify_on_loop(pixels))
+                return split_outputs(await self._batcher.submit(pixels))
         abandoned = threading.Event()
         with self.admission.admit(len(pixels)), abandon_on_exit(abandoned):
             return split_outputs(await in_thread(self._pool.classify, pixels, abandoned))
