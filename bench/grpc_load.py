@@ -9,7 +9,7 @@ flight at once, spread over `min(channels, concurrency)` clients, each its own c
 HTTP/2 connection (a local subchannel pool): with several server workers the kernel hands
 each connection to one worker (SO_REUSEPORT), so one connection would load one worker only.
 
-`python -m bench.grpc_load` runs `python -m bench.protocols` (gRPC beside `/v1` and `/v2`).
+`python -m bench.protocols` measures gRPC beside `/v1` and `/v2`.
 """
 
 from __future__ import annotations
@@ -121,9 +121,3 @@ async def _warmed_up(tasks: Sequence[asyncio.Task[None]], ready: Callable[[], in
         if time.perf_counter() > warm_deadline:
             break
         await asyncio.sleep(0.005)
-
-
-if __name__ == "__main__":
-    from bench.protocols import main
-
-    raise SystemExit(main())

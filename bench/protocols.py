@@ -15,8 +15,7 @@
 Each at concurrency 1 and 64, in rounds (round-robin over the forms, medians reported) so
 that a noisy neighbour hurts every form alike; the same images as the HTTP table's
 (bench/images.py). The server runs with default settings plus `DIGITS_GRPC_PORT`.
-`python -m bench.protocols` runs this alone and prints the table (`python -m bench.grpc_load`
-too).
+`python -m bench.protocols` runs this alone and prints the table.
 """
 
 from __future__ import annotations
