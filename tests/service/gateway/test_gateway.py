@@ -200,3 +200,24 @@ def test_the_rules_are_in_the_scope_for_every_layer(make_app: Callable[..., Fast
         answer = client.get("/v2/no-such-thing")
     assert answer.status_code == 404 and "no such endpoint" in json.loads(answer.text)["error"]
     assert seen == [(None, "v2")]
+
+
+def test_an_operation_may_have_a_body_limit_of_its_own(make_app: Callable[..., FastAPI]) -> None:
+    predict = TABLE.match("POST", "/v1/predict")[0]
+    assert predict is not None
+    small = dataclasses.replace(predict.rules, max_body_bytes=2048)
+    operations = [
+        dataclasses.replace(op, rules=small) if op is predict else op for op in OPERATIONS
+    ]
+    app = make_app()
+    assert isinstance(app, DigitsApp)
+    app.table = OperationTable(operations, FALLBACKS)
+    body = b'{"images": [{"data": "' + b"A" * 3000 + b'"}]}'
+    headers = {"content-type": "application/json"}
+    with TestClient(app) as client:
+        refused = client.post("/v1/predict", content=body, headers=headers)
+        assert refused.status_code == 413
+        assert "limit of 2048 bytes" in refused.json()["error"]["message"]
+        # Another operation keeps DIGITS_MAX_BODY_BYTES: the same body is read and answered.
+        other = client.post("/v2/repository/index", content=body, headers=headers)
+        assert other.status_code == 200
