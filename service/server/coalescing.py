@@ -3,7 +3,13 @@
 uvicorn writes a response's head as soon as the app starts the response, and each body
 part as it comes: a small JSON answer goes out as two writes, so two system calls and two
 TCP segments, each of which wakes the client too. Here the head is held until the first
-body bytes (or the end of the response) and goes out with them, in one write.
+body bytes and goes out with them, in one write.
+
+uvicorn writes for every body message, if only b"" (or a chunked ending), except for a
+response to HEAD, which has no body: so protocol.py does not wrap a HEAD's cycle, whose
+head is its one write. (It did, and flushed what was held when a response completed, from
+the protocol's current cycle: with requests pipelined, that was the next request's, and
+the HEAD's head was never sent; issue 24.)
 
 Only the head is held, never body bytes, so streaming is unchanged from the first chunk
 on; and only once the response has started, so an interim `100 Continue` (which the client
@@ -40,14 +46,12 @@ class CoalescingTransport:
         if data:
             self._transport.write(data)
 
-    def flush(self) -> None:
-        """Write what is held (a response that ended without body bytes, e.g. to HEAD)."""
+    def close(self) -> None:
+        # uvicorn closes after a response (`Connection: close`), or after the app failed
+        # once its response started: what is held goes first, as uvicorn would have sent it.
         if self._held is not None:
             held, self._held = self._held, None
             self._transport.write(held)
-
-    def close(self) -> None:
-        self.flush()
         self._transport.close()
 
     def __getattr__(self, name: str) -> Any:

@@ -11,12 +11,17 @@ every 3 s stayed open for ever), and accepts every connection. Here, per worker 
   (the keep-alive timeout, `keep_alive_seconds`, closes idle connections between requests);
 - a connection beyond `max_connections` gets 503 with `Retry-After` as soon as it is
   accepted, before anything is read from it, and is closed;
-- malformed HTTP gets uvicorn's 400, as JSON in the API's error shape.
+- malformed HTTP gets uvicorn's 400, as JSON in the API's error shape, and so do an
+  HTTP/1.1 request without `Host` (RFC 9112, 3.2) and one whose body cannot be read (say a
+  Transfer-Encoding not ending in chunked) unless its response has started;
+- requests read before the refused one and not yet answered (pipelined) are answered
+  first, in order, then the refusal is sent (issue 24: they were dropped with the connection).
 
 Every refusal is JSON, shaped by `service/web/errors.py`, says `Connection: close`, and then
 lingers briefly (reading and discarding) so that the client reads it instead of a reset.
 
-Each response's head goes out with its first body bytes, in one write (coalescing.py).
+Each response's head goes out with its first body bytes, in one write (coalescing.py), but
+a HEAD's, which has none.
 uvicorn's protocol is not public API: what of it is used here is in uvicorn_internals.py.
 """
 
@@ -28,11 +33,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from service.gateway.table import TABLE
 from service.server.coalescing import CoalescingTransport
-from service.server.uvicorn_internals import STATUS_LINE, HttpToolsProtocol
-from service.web.errors import error_response_for
-from service.web.operation import record, route_path
+from service.server.refusals import MISSING_HOST, framing_problem, refusal
+from service.server.uvicorn_internals import HttpToolsProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +44,10 @@ logger = logging.getLogger(__name__)
 LINGER_SECONDS = 2.0
 # Log "connection cap reached" at most this often: a flood must not flood the log too.
 CAP_LOG_INTERVAL_SECONDS = 10.0
+
+
+class _StopParsingError(Exception):
+    """Raised in a parser callback that has refused the request, to stop httptools there."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._heads_begun = 0  # in the slice being parsed
         self._head_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._refusal: bytes | None = None  # written once the responses before it are
 
     # --- connection ------------------------------------------------------------------
 
@@ -123,24 +131,39 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._heads_begun += 1
 
     def on_headers_complete(self) -> None:
+        headers = self.headers
+        # Clients put Host first: the common case costs one comparison, not a scan.
+        if not (headers and headers[0][0] == b"host") and not self._host_optional():
+            self._refuse(400, "invalid_http", MISSING_HOST)  # before a cycle is made for it
+            raise _StopParsingError  # uvicorn then calls send_400_response: nothing left to do
         self._in_head = False
         self._cancel_head_timer()
         before = self.cycle
         super().on_headers_complete()  # makes the request's cycle; its task runs later
-        if self.cycle is not before:
+        if self.cycle is not before and self.scope["method"] != "HEAD":
+            # A HEAD's response writes no body (uvicorn): its head, alone, is all there is.
             self.cycle.transport = CoalescingTransport(self.transport, self.cycle)  # type: ignore[assignment]
 
+    def _host_optional(self) -> bool:
+        """The request has a Host header after all, or is HTTP/1.0, which needs none."""
+        has_host = any(name == b"host" for name, _ in self.headers)
+        return has_host or self.parser.get_http_version() != "1.1"
+
     def on_response_complete(self) -> None:
-        transport = self.cycle.transport if self.cycle is not None else None
-        if isinstance(transport, CoalescingTransport):
-            transport.flush()
+        # Responses complete in order, each starting the next queued request: a refusal
+        # waiting for them goes out after the one that leaves the queue empty.
+        last = self._refusal is not None and not self.pipeline
         super().on_response_complete()
+        if last:
+            self._send_refusal()
 
     def on_message_complete(self) -> None:
         self._in_message = False
         super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
+        if self._in_message and not self._in_head:  # the head was read: is it the framing?
+            msg = framing_problem(self.headers) or msg
         self._refuse(400, "invalid_http", msg)
 
     # --- the head timer --------------------------------------------------------------
@@ -171,25 +194,44 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     # --- refusing --------------------------------------------------------------------
 
     def _refuse(self, status: int, code: str, message: str) -> None:
+        """Refuse the request being read: at once, or after the responses to the requests
+        before it on the connection (pipelined), which are answered first."""
+        if self._refused:
+            return  # refused already (say by a callback, which then stopped the parser)
         self._refused = True
         self._cancel_head_timer()
-        if self.cycle is not None and not self.cycle.response_complete:
-            # A response is under way on this connection: no room for another one.
-            self.transport.close()
-            return
+        waiting = self.cycle is not None and not self.cycle.response_complete
+        if waiting and self._in_message and not self._in_head:
+            # The bad request's own head was complete, so uvicorn made it a cycle.
+            if self.cycle.response_started:
+                self.transport.close()  # its response is under way: no room for another
+                return
+            waiting = self._drop_current_cycle()
         logger.debug("refusing a connection from %s: %d %s", self.client, status, code)
-        # Shaped as the path's operation is (the table's rules) when the request line
-        # arrived, else as `/v1`.
-        path = bytes(getattr(self, "url", b"")).split(b"?", 1)[0].decode("latin-1")
-        scope: dict[str, Any] = {"type": "http", "path": path, "root_path": self.root_path}
-        operation, rules, _ = TABLE.match("GET", route_path(scope))
-        record(scope, operation, rules)
-        response = error_response_for(scope, status, code, message)
-        content = [STATUS_LINE[status]]
-        for name, value in [*self.server_state.default_headers, *response.raw_headers]:
-            content += [name, b": ", value, b"\r\n"]
-        content += [b"connection: close\r\n\r\n", bytes(response.body)]
-        self.transport.write(b"".join(content))
+        url = bytes(getattr(self, "url", b""))  # b"" if no request line arrived
+        headers = self.server_state.default_headers
+        self._refusal = refusal(url, self.root_path, headers, status, code, message)
+        if not waiting:
+            self._send_refusal()
+
+    def _drop_current_cycle(self) -> bool:
+        """Drop the cycle of a request found invalid in its body, whose response has not
+        started: True if requests before it are still to be answered."""
+        if self.pipeline and self.pipeline[0][0] is self.cycle:
+            self.pipeline.popleft()  # queued (the newest at the left): never started
+            return True
+        # Started, or about to: its app reads a disconnect and what it sends goes nowhere,
+        # without the `100 Continue` its first read would write after the refusal.
+        self.cycle.disconnected = True
+        self.cycle.waiting_for_100_continue = False
+        self.cycle.message_event.set()
+        return False
+
+    def _send_refusal(self) -> None:
+        response, self._refusal = self._refusal, None
+        if response is None or self.transport.is_closing():
+            return  # the last response closed the connection (`Connection: close`)
+        self.transport.write(response)
         self.flow.resume_reading()  # keep reading, to discard, while the client finishes
         if self.transport.can_write_eof():
             self.transport.write_eof()

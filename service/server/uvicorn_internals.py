@@ -2,9 +2,10 @@
 
 uvicorn's public API is `uvicorn.run`, `Config` and `Server`; its HTTP protocol (what reads
 the requests and writes the responses of each connection) is not, and may change in any
-release. protocol.py subclasses it to bound request heads and connections, and coalescing.py
-replaces the transport a response is written to. Both import uvicorn's internals from here
-only, and every attribute of them they use is listed below, so that:
+release. protocol.py subclasses it to bound request heads and connections, coalescing.py
+replaces the transport a response is written to, refusals.py writes the protocol layer's own
+responses. They import uvicorn's internals from here only, and every attribute of them that
+protocol.py and coalescing.py use is listed below, so that:
 
 - pyproject.toml pins uvicorn to the minor version this was written and tested against;
 - tests/service/server/test_private_apis.py checks each entry against the installed uvicorn,
@@ -15,6 +16,13 @@ httptools calls the `on_*` callbacks as it parses; `on_headers_complete` leaves 
 in `.cycle` whose ASGI task has not run yet; the cycle writes through its own `.transport`,
 a response's head in one write once `response_started` is set, and then calls the
 protocol's `on_response_complete`; malformed HTTP reaches `send_400_response(msg)`.
+And, checked end to end on a real server by tests/service/server/test_protocol.py (issue 24):
+every body message writes to the cycle's transport, if only b"", except a HEAD's, which
+writes nothing; an exception raised in `on_headers_complete` stops the parser and reaches
+`send_400_response`; a request read while another is answered waits in `pipeline` (the
+newest at the left), started from `on_response_complete` one at a time; a cycle marked
+`disconnected` writes nothing more, and its app, woken by `message_event`, reads a disconnect
+(`100 Continue` aside, written on its first read while `waiting_for_100_continue`).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ MODULE = "uvicorn.protocols.http.httptools_impl"
 
 _PROTOCOL = "service/server/protocol.py"
 _COALESCING = "service/server/coalescing.py"
+_REFUSALS = "service/server/refusals.py"
 
 
 class Internal(NamedTuple):
@@ -47,7 +56,7 @@ class Internal(NamedTuple):
 MODULE_NAMES = (
     Internal("HttpToolsProtocol", f"{_PROTOCOL} subclasses it"),
     Internal("RequestResponseCycle", f"{_COALESCING} wraps the transport it writes to"),
-    Internal("STATUS_LINE", f"{_PROTOCOL} begins its refusals with it"),
+    Internal("STATUS_LINE", f"{_REFUSALS} begins refusals with it"),
 )
 
 # HttpToolsProtocol's methods that BoundedHttpProtocol overrides, with the parameters uvicorn
@@ -59,7 +68,7 @@ OVERRIDDEN = (
     Internal("on_message_begin", f"{_PROTOCOL} overrides it (a head begins)", ()),
     Internal("on_headers_complete", f"{_PROTOCOL} overrides it (a head ends)", ()),
     Internal("on_message_complete", f"{_PROTOCOL} overrides it (a body ends)", ()),
-    Internal("on_response_complete", f"{_PROTOCOL} overrides it (held head flushed)", ()),
+    Internal("on_response_complete", f"{_PROTOCOL} overrides it (a refusal waits)", ()),
     Internal("send_400_response", f"{_PROTOCOL} overrides it (400 as JSON)", ("msg",)),
 )
 
@@ -71,9 +80,13 @@ PROTOCOL_ATTRIBUTES = (
     Internal("connections", f"{_PROTOCOL} counts it for the connection cap"),
     Internal("cycle", f"{_PROTOCOL} reads the current request's cycle from it"),
     Internal("flow.resume_reading", f"{_PROTOCOL} calls it to read on while refusing"),
+    Internal("headers", f"{_PROTOCOL} looks for Host, and Transfer-Encoding in a 400, in it"),
     Internal("loop", f"{_PROTOCOL} schedules its timers on it"),
+    Internal("parser.get_http_version", f"{_PROTOCOL} lets HTTP/1.0 go without Host"),
     Internal("parser.should_upgrade", f"{_PROTOCOL} stops feeding the parser at an upgrade"),
+    Internal("pipeline", f"{_PROTOCOL} drops an invalid queued request, refuses once it is empty"),
     Internal("root_path", f"{_PROTOCOL} shapes refusals with it"),
+    Internal("scope", f"{_PROTOCOL} reads the method there, not to coalesce a HEAD's response"),
     Internal("server_state.default_headers", f"{_PROTOCOL} sends them with refusals"),
     Internal("transport", f"{_PROTOCOL} writes refusals to it"),
     Internal("url", f"{_PROTOCOL} shapes refusals by the request's path"),
@@ -81,7 +94,13 @@ PROTOCOL_ATTRIBUTES = (
 
 # Attributes of the RequestResponseCycle in `HttpToolsProtocol.cycle`.
 CYCLE_ATTRIBUTES = (
+    Internal("disconnected", f"{_PROTOCOL} sets it on a request it refuses after its head"),
+    Internal("message_event", f"{_PROTOCOL} sets it to wake that request's app to a disconnect"),
     Internal("response_complete", f"{_PROTOCOL} tells from it whether a response is under way"),
-    Internal("response_started", f"{_COALESCING} holds the write that follows its setting"),
+    Internal(
+        "response_started",
+        f"{_COALESCING} holds the write that follows its setting; {_PROTOCOL} refuses after it",
+    ),
+    Internal("waiting_for_100_continue", f"{_PROTOCOL} clears it on a request it refuses"),
     Internal("transport", f"{_PROTOCOL} replaces it with {_COALESCING}'s CoalescingTransport"),
 )
