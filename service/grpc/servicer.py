@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio.to_thread
 import grpc
 from grpc_health.v1 import health, health_pb2
 from pydantic import SecretStr
@@ -20,13 +21,18 @@ from service.errors import DigitsError, ModelNotReadyError
 from service.gateway.table import GRPC_OPEN_METHODS, GRPC_SERVICE
 from service.grpc.proto import grpc_predict_v2_pb2 as pb
 from service.grpc.tensors import infer_request, infer_response, status_code_of
+from service.grpc.wire import read_infer_request
 from service.v2.dataplane import OpenInference
 from service.v2.outputs import model_outputs
 from service.web.api_key import presented_key, refusal_for
+from service.web.bounds import clip
 
 logger = logging.getLogger(__name__)
 
 SERVICE = GRPC_SERVICE
+# Most values (service/grpc/wire.py counts them) of a request converted on the event loop:
+# ~1 ms of typed pixels, about 20 images; more go to a worker thread.
+INLINE_VALUES = 16_384
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
@@ -58,9 +64,17 @@ class InferenceServicer:
         # The protocol's message has no `parameters` (the limits REST publishes there).
         return pb.ModelMetadataResponse(**metadata.model_dump(exclude={"parameters"}))
 
-    async def model_infer(self, request: pb.ModelInferRequest, context: Any) -> Any:
+    async def model_infer(self, data: bytes, context: Any) -> Any:
+        """Takes the message's bytes (it is registered without a deserializer): they are
+        counted before they are parsed (service/grpc/wire.py)."""
+        limits = self.inference.recognizer.limits
+        request, values = read_infer_request(data, limits)
         card = self.inference.model(request.model_name, request.model_version or None)
-        parsed, binary = infer_request(request, model_outputs(card))
+        outputs = model_outputs(card)
+        if values <= INLINE_VALUES:
+            parsed, binary = infer_request(request, outputs, limits)
+        else:  # typed contents of many images: ~40 ns a value to convert, off the loop
+            parsed, binary = await anyio.to_thread.run_sync(infer_request, request, outputs, limits)
         return infer_response(parsed, card, await self.inference.predict(parsed, binary))
 
     async def repository_index(self, request: pb.RepositoryIndexRequest, context: Any) -> Any:
@@ -68,12 +82,13 @@ class InferenceServicer:
         return pb.RepositoryIndexResponse(models=[model.model_dump() for model in models])
 
     async def repository_load(self, request: pb.RepositoryModelLoadRequest, context: Any) -> Any:
-        self.inference.refuse_repository_change("load", request.model_name)
+        # The refusal quotes the name: cut as errors cut client text (service/web/bounds.py).
+        self.inference.refuse_repository_change("load", clip(request.model_name))
 
     async def repository_unload(
         self, request: pb.RepositoryModelUnloadRequest, context: Any
     ) -> Any:
-        self.inference.refuse_repository_change("unload", request.model_name)
+        self.inference.refuse_repository_change("unload", clip(request.model_name))
 
     def handler(self) -> grpc.GenericRpcHandler:
         methods: dict[str, tuple[Handler, Any]] = {
@@ -82,7 +97,7 @@ class InferenceServicer:
             "ModelReady": (self.model_ready, pb.ModelReadyRequest),
             "ServerMetadata": (self.server_metadata, pb.ServerMetadataRequest),
             "ModelMetadata": (self.model_metadata, pb.ModelMetadataRequest),
-            "ModelInfer": (self.model_infer, pb.ModelInferRequest),
+            "ModelInfer": (self.model_infer, None),  # bytes: model_infer reads them
             "RepositoryIndex": (self.repository_index, pb.RepositoryIndexRequest),
             "RepositoryModelLoad": (self.repository_load, pb.RepositoryModelLoadRequest),
             "RepositoryModelUnload": (self.repository_unload, pb.RepositoryModelUnloadRequest),
@@ -92,7 +107,7 @@ class InferenceServicer:
             {
                 name: grpc.unary_unary_rpc_method_handler(
                     _answering_errors(method),
-                    request_deserializer=message.FromString,
+                    request_deserializer=message.FromString if message else None,
                     response_serializer=message_bytes,
                 )
                 for name, (method, message) in methods.items()

@@ -167,7 +167,7 @@ class OpenInference:
     def refuse_repository_change(self, action: str, name: str) -> NoReturn:
         """Loading and unloading: this server serves one model, chosen when it starts."""
         raise NotSupportedError(
-            f"cannot {action} model {name!r}: this server does not support loading or "
+            f"cannot {action} model {echo(name)}: this server does not support loading or "
             "unloading models; it serves the one model it started with (DIGITS_MODEL_CARD)"
         )
 

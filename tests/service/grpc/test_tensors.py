@@ -23,6 +23,8 @@ from service.v2.dataplane import OpenInference
 from service.v2.outputs import DIGIT_OUTPUTS, model_outputs
 from service.web.errors import ModelNotFoundError, NotSupportedError
 
+LIMITS = Limits(max_images=256, max_body_bytes=1 << 20, max_pixels=1 << 20)
+
 
 def _request(datatype: str, shape: list[int], **contents: Any) -> pb.ModelInferRequest:
     request = pb.ModelInferRequest(model_name="m", id="t-1")
@@ -34,7 +36,7 @@ def _request(datatype: str, shape: list[int], **contents: Any) -> pb.ModelInferR
 
 def _digits(recognizer: Recognizer, request: pb.ModelInferRequest) -> np.ndarray:
     card = recognizer.model.card
-    parsed, binary = infer_request(request, model_outputs(card))
+    parsed, binary = infer_request(request, model_outputs(card), LIMITS)
     tensors = asyncio.run(OpenInference(recognizer).predict(parsed, binary))
     response = infer_response(parsed, card, tensors)
     assert response.id == "t-1"
@@ -66,7 +68,7 @@ def test_raw_contents_and_chosen_outputs(
     request.inputs.add(name="x", datatype="UINT8", shape=[4, 28, 28, 1])
     request.raw_input_contents.append(images[:4].tobytes())
     request.outputs.add(name="digit")
-    parsed, binary = infer_request(request, model_outputs(model_card))
+    parsed, binary = infer_request(request, model_outputs(model_card), LIMITS)
     tensors = asyncio.run(OpenInference(loaded_recognizer(None)).predict(parsed, binary))
     response = infer_response(parsed, model_card, tensors)
     assert [(o.name, o.datatype, list(o.shape)) for o in response.outputs] == [
@@ -86,7 +88,7 @@ def test_the_not_a_digit_outputs_as_raw_contents(
     request.outputs.add(name="not_a_digit")
     request.outputs.add(name="is_digit")
     request.parameters["not_a_digit_threshold"].double_param = 0.5
-    parsed, binary = infer_request(request, model_outputs(not_a_digit_card))
+    parsed, binary = infer_request(request, model_outputs(not_a_digit_card), LIMITS)
     tensors = asyncio.run(OpenInference(loaded_recognizer(None)).predict(parsed, binary))
     response = infer_response(parsed, not_a_digit_card, tensors)
     assert [(o.name, o.datatype, list(o.shape)) for o in response.outputs] == [
@@ -108,7 +110,7 @@ def test_a_model_without_the_output_has_only_the_digits_outputs(
     np.testing.assert_array_equal(_digits(ten_output_recognizer, request), clear_digits[1][:2])
     request.outputs.add(name="is_digit")
     with pytest.raises(TensorError, match="unknown output 'is_digit'"):
-        infer_request(request, model_outputs(card))
+        infer_request(request, model_outputs(card), LIMITS)
 
 
 @pytest.mark.parametrize(
@@ -119,6 +121,8 @@ def test_a_model_without_the_output_has_only_the_digits_outputs(
         (lambda r: r.inputs.append(r.inputs[0]), "exactly one input tensor"),
         (lambda r: r.outputs.add(name="logits"), "unknown output 'logits'"),
         (lambda r: r.inputs[0].contents.uint_contents.append(300), "holds 784 elements"),
+        (lambda r: r.inputs[0].contents.uint_contents.__setitem__(9, 300), "must be in 0–255"),
+        (lambda r: setattr(r, "id", "i" * 257), "id: String should have at most 256"),
     ],
 )
 def test_malformed_requests_name_the_problem(
@@ -127,13 +131,9 @@ def test_malformed_requests_name_the_problem(
     request = _request("UINT8", [1, 784], uint_contents=[0] * 784)
     edit(request)
     with pytest.raises(TensorError, match=message):
-        parsed, binary = infer_request(request, DIGIT_OUTPUTS)
+        parsed, binary = infer_request(request, DIGIT_OUTPUTS, LIMITS)
         # Some problems show once the tensor is decoded, as over REST.
-        decode_images(
-            parsed.inputs[0],
-            binary,
-            Limits(max_images=256, max_body_bytes=1 << 20, max_pixels=1 << 20),
-        )
+        decode_images(parsed.inputs[0], binary, LIMITS)
 
 
 def test_raw_contents_must_match_the_inputs() -> None:
@@ -141,7 +141,7 @@ def test_raw_contents_must_match_the_inputs() -> None:
     request.inputs[0].ClearField("contents")
     request.raw_input_contents.extend([b"\0" * 784, b"\0" * 784])
     with pytest.raises(TensorError, match="2 raw_input_contents for 1 inputs"):
-        infer_request(request, DIGIT_OUTPUTS)
+        infer_request(request, DIGIT_OUTPUTS, LIMITS)
 
 
 def test_errors_map_to_the_status_codes_of_their_http_statuses() -> None:
