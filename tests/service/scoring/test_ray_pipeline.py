@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,8 @@ from samples.uploads import encode_png, load_test_digits
 from service.runtime.recognizer import Recognizer
 from service.scoring.local import LocalScorer
 from service.scoring.ray_pipeline import DigitScorer, main
-from tests.conftest import TEN_OUTPUT_CARD
+from tests.conftest import REPO_ROOT, TEN_OUTPUT_CARD
+from tests.service.scoring.cli_runs import name_bytes
 
 IMAGES = 2_000
 
@@ -68,7 +72,8 @@ def test_scores_a_folder_on_local_ray_to_csv(
     folder, truth = digit_folder
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     output = tmp_path / "scores"
-    assert main([str(folder), "--output", str(output), "--format", "csv"]) == 0
+    # 1: some files failed (broken.png), the rest written.
+    assert main([str(folder), "--output", str(output), "--format", "csv"]) == 1
 
     rows = [row for part in sorted(output.glob("*.csv")) for row in csv.DictReader(part.open())]
     assert len(rows) == IMAGES + 1
@@ -83,3 +88,40 @@ def test_scores_a_folder_on_local_ray_to_csv(
     # Exactly what the runtime gives in this process: same model, same preprocessing.
     local = LocalScorer(Recognizer.open()).score([Path(path) for path in truth])
     assert [result.digit for result in local] == [predicted[path] for path in truth]
+
+
+def test_every_file_gets_its_row_once_whatever_its_name_or_links(tmp_path: Path) -> None:
+    """Issue 24, findings 7 and 11 on Ray: a file name that is not UTF-8 failed the whole
+    job (Ray's listing decodes names), and a symbolic link loop beside a file had it read
+    once per level, forty deep. The real `digits-score-ray`, as a subprocess: each file
+    one row, the name escaped as digits-score writes it; a FIFO and a dangling link error
+    rows (never opened); exit status 1, as some files failed."""
+    images, labels = load_test_digits(3)
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    files = [folder / os.fsdecode(name) for name in (b"0.png", b"1-\xff.png", b"2-\xe9.png")]
+    for path, image in zip(files, images, strict=True):
+        path.write_bytes(encode_png(image))
+    (folder / "loop").symlink_to(".")
+    os.mkfifo(folder / "pipe.png")
+    (folder / "gone.png").symlink_to("nowhere.png")
+    output = tmp_path / "scores"
+    command = [sys.executable, "-m", "service.scoring.ray_pipeline", str(folder)]
+    result = subprocess.run(
+        [*command, "--output", str(output), "--format", "csv", "--actors", "1"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+    )
+
+    assert output.is_dir(), result.stderr[-1500:]
+    rows = [row for part in sorted(output.glob("*.csv")) for row in csv.DictReader(part.open())]
+    by_name = {name_bytes(row["path"]): row for row in rows}
+    assert len(rows) == len(by_name) == 5, [row["path"] for row in rows]  # each file once
+    for path, label in zip(files, labels, strict=True):
+        assert by_name[os.fsencode(path)]["digit"] == str(label), by_name
+    assert "FIFO" in by_name[os.fsencode(folder / "pipe.png")]["error"]
+    assert "dangling" in by_name[os.fsencode(folder / "gone.png")]["error"]
+    assert result.returncode == 1, result.stderr[-1500:]
