@@ -159,6 +159,15 @@ class Settings(BaseSettings):
     """Most open connections per worker process; one more gets 503 with `Retry-After`, as
     soon as it is accepted, and is closed. Keep it below the open-files limit (`ulimit -n`)."""
 
+    max_body_bytes_in_flight: int = Field(default=64 * 1024 * 1024, ge=1024)
+    """Most request-body bytes one worker process holds at once, over all its connections
+    (bodies being received or parsed); a request whose body would take it past this gets 503
+    `overloaded` with `Retry-After` before its body is read (a request is always taken when
+    no other body is in flight, and so is a body of at most 64 KiB). 64 MiB is two bodies at `DIGITS_MAX_BODY_BYTES`, as the
+    image queue's 512 is two full batches (a third would be shed once parsed): eight 31 MiB
+    JSON bodies at once then peak at +173 MiB, which with the image decodes (~500 MiB) keeps
+    a worker within the Deployment's 768 MiB memory limit; at 128 MiB, up to +293 MiB."""
+
     worker_restart_limit: int = Field(default=5, ge=0, le=100)
     """Worker processes that may die (and are replaced) within 60 s; one more, and the server
     stops, draining the others, with exit status 1 so that the orchestrator restarts it."""

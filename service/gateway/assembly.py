@@ -4,9 +4,11 @@ and every layer in its order, in one place.
 From the outside in: the security headers (on every answer), metrics (every request
 counted, the refused ones too: 401, 413, 503, 504), HEAD routed as GET, the match against
 the table (once), the API key (an unauthenticated request costs nothing more), load
-shedding (503 before a body is read), the deadline, the body limit (413 before a body is
-read), the middlewares added with `app.add_middleware` (in the order added, the last one
-outermost, as in Starlette), and the dispatch to the operation's endpoint or the framework.
+shedding (503 before a body is read), the deadline, the body limit and the worker's budget of
+body bytes in flight (413 or 503 before a body is read; inside the deadline, so that a body
+abandoned with 408 gives its share back), the middlewares added with `app.add_middleware`
+(in the order added, the last one outermost, as in Starlette), and the dispatch to the
+operation's endpoint or the framework.
 """
 
 from __future__ import annotations
@@ -55,7 +57,11 @@ def build_gateway(
     gateway: ASGIApp = Dispatch(framework, endpoints)
     for middleware in reversed(added):
         gateway = middleware.cls(gateway, *middleware.args, **middleware.kwargs)
-    gateway = BodySizeLimit(gateway, max_bytes=settings.max_body_bytes)
+    gateway = BodySizeLimit(
+        gateway,
+        max_bytes=settings.max_body_bytes,
+        max_bytes_in_flight=settings.max_body_bytes_in_flight,
+    )
     gateway = RequestTimeout(gateway, seconds=settings.request_timeout_seconds)
     gateway = LoadShedding(gateway, admission=recognizer.admission)
     gateway = ApiKeyAuth(gateway, api_key=settings.api_key)

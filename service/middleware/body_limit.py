@@ -1,7 +1,9 @@
-"""413 for request bodies over the limit, as pure ASGI, with a lingering close.
+"""413 for request bodies over the limit, as pure ASGI, with a lingering close; 503 for
+those that would take the worker past its budget of body bytes in flight.
 
 The limit is the operation's (`Rules.max_body_bytes`, service/gateway/table.py), or else
-`DIGITS_MAX_BODY_BYTES`.
+`DIGITS_MAX_BODY_BYTES`. The budget (`DIGITS_MAX_BODY_BYTES_IN_FLIGHT`) is shared by all
+of a worker's requests (service/middleware/body_budget.py).
 
 Pure ASGI (not BaseHTTPMiddleware, which buffers): a declared Content-Length over the
 limit is refused before the body is read, one within it passes untouched; a chunked body
@@ -22,6 +24,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.middleware.body_budget import SMALL_BODY_BYTES, BodyBudget
 from service.web.errors import error_response_for
 from service.web.operation import rules_of
 
@@ -36,14 +39,23 @@ LINGER_READ_SECONDS = 2.0
 LINGER_LIMIT_MULTIPLE = 2
 
 
-class _BodyTooLargeError(Exception):
-    pass
+class _BodyRefusedError(Exception):
+    """Raised into the app from `receive`: its body is over the limit or the budget."""
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        *,
+        max_bytes_in_flight: int,
+        small_body_bytes: int = SMALL_BODY_BYTES,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes  # for operations without a limit of their own
+        # This worker's bodies, all together.
+        self.budget = BodyBudget(max_bytes_in_flight, small_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,30 +69,49 @@ class BodySizeLimit:
             linger = not _expects_continue(scope) and (declared <= LINGER_LIMIT_MULTIPLE * limit)
             await _refuse(scope, receive, send, limit, received=0, linger=linger)
             return
-        if declared is not None:
-            # The server frames the body by its declared length (the HTTP parser refuses a
-            # request that also says chunked): within the limit, nothing needs counting.
-            await self.app(scope, receive, send)
+        if declared is None:
+            await self._counted(scope, receive, send, limit)
             return
+        # The server frames the body by its declared length (the HTTP parser refuses a
+        # request that also says chunked): within the limit, nothing needs counting, and
+        # all of it is reserved before any is read. Refused, the body is left unread: the
+        # server discards it once the 503 is out (service/server/protocol.py).
+        budget = self.budget
+        if not budget.take(declared):
+            await budget.refusal(scope)(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            budget.give_back(declared)
 
-        received = 0
-        exceeded = started = finished = False
+    async def _counted(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        """A body of no declared length (chunked, or none at all), counted as it arrives
+        against the limit and reserved, chunk by chunk, from the budget."""
+        budget = self.budget
+        received = reserved = 0
+        exceeded = over_budget = started = finished = False
 
         async def counting_receive() -> Message:
-            nonlocal received, exceeded, finished
+            nonlocal received, reserved, exceeded, over_budget, finished
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                size = len(message.get("body", b""))
+                received += size
                 finished = not message.get("more_body", False)
                 if received > limit:
                     exceeded = True
-                    raise _BodyTooLargeError
+                    raise _BodyRefusedError
+                if not budget.take(size, holding=reserved):
+                    over_budget = True
+                    raise _BodyRefusedError
+                reserved += size
             return message
 
         async def guarded_send(message: Message) -> None:
             nonlocal started
             # Frameworks turn a failed body read into their own 400; ours wins.
-            if exceeded:
+            if exceeded or over_budget:
                 return
             started = started or message["type"] == "http.response.start"
             await send(message)
@@ -88,10 +119,17 @@ class BodySizeLimit:
         try:
             await self.app(scope, counting_receive, guarded_send)
         except Exception:
-            if not exceeded:
+            if not (exceeded or over_budget):
                 raise
-        if exceeded and not started:
+        finally:
+            budget.give_back(reserved)
+        if started:
+            return
+        if exceeded:
             await _refuse(scope, receive, send, limit, received=received, linger=not finished)
+        elif over_budget:
+            # The rest is within the limit: the server reads and discards it (keep-alive).
+            await budget.refusal(scope)(scope, receive, send)
 
 
 async def _refuse(
