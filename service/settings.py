@@ -163,10 +163,16 @@ class Settings(BaseSettings):
     """Most request-body bytes one worker process holds at once, over all its connections
     (bodies being received or parsed); a request whose body would take it past this gets 503
     `overloaded` with `Retry-After` before its body is read (a request is always taken when
-    no other body is in flight, and so is a body of at most 64 KiB). 64 MiB is two bodies at `DIGITS_MAX_BODY_BYTES`, as the
-    image queue's 512 is two full batches (a third would be shed once parsed): eight 31 MiB
-    JSON bodies at once then peak at +173 MiB, which with the image decodes (~500 MiB) keeps
-    a worker within the Deployment's 768 MiB memory limit; at 128 MiB, up to +293 MiB."""
+    no other body is in flight, and so is a body of at most 64 KiB). 64 MiB is two bodies at
+    `DIGITS_MAX_BODY_BYTES`, as the image queue's 512 is two full batches (a third would be
+    shed once parsed): eight 31 MiB JSON bodies at once then peak at +173 MiB, which with the
+    image decodes (~500 MiB) keeps a worker within the Deployment's 768 MiB memory limit; at
+    128 MiB, up to +293 MiB."""
+
+    worker_heartbeat_seconds: float = Field(default=30.0, ge=0, le=3600)
+    """A worker process whose event loop does not answer the supervisor's heartbeat for this
+    long (stopped, or stuck in C code) is killed and replaced, and the supervisor logs why;
+    0 turns the check off. gunicorn's `--timeout` default."""
 
     worker_restart_limit: int = Field(default=5, ge=0, le=100)
     """Worker processes that may die (and are replaced) within 60 s; one more, and the server

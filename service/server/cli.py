@@ -23,6 +23,7 @@ from service.settings import Settings
 
 if TYPE_CHECKING:
     from service.runtime.recognizer import Recognizer
+    from service.server.heartbeat import Heartbeat
 
 PROG = "digits"
 logger = logging.getLogger(__name__)
@@ -83,12 +84,12 @@ def _serve(settings: Settings) -> int:
         return _fail(f"cannot listen on {settings.host}:{settings.port}: {error.strerror}")
     logger.info("listening on %s:%d with %d worker processes", settings.host, port, count)
 
-    def run_worker(sock: socket.socket) -> int:
+    def run_worker(sock: socket.socket, heartbeat: Heartbeat | None) -> int:
         served = recognizer
         if settings.interpreter_threads > 1:  # the parent's interpreters' threads did not fork
             served = Recognizer(settings, observer=InferenceMetrics())
             served.load()
-        _run_server(settings, served, shared=True, sockets=[sock])
+        _run_server(settings, served, shared=True, sockets=[sock], heartbeat=heartbeat)
         return 0
 
     _collect_from_now_on()  # before the fork: the workers inherit it
@@ -98,6 +99,7 @@ def _serve(settings: Settings) -> int:
         run_worker,
         restart_limit=settings.worker_restart_limit,
         stop_timeout=settings.drain_seconds + settings.shutdown_timeout_seconds + 5,
+        heartbeat_seconds=settings.worker_heartbeat_seconds,
     ).run()
 
 
@@ -109,9 +111,17 @@ def _collect_from_now_on() -> None:
     gc.enable()
 
 
-def _run_server(settings: Settings, recognizer: Recognizer, *, shared: bool, **listen: Any) -> None:
+def _run_server(
+    settings: Settings,
+    recognizer: Recognizer,
+    *,
+    shared: bool,
+    heartbeat: Heartbeat | None = None,
+    **listen: Any,
+) -> None:
     """One server process: HTTP on `listen`, and gRPC when configured (its port `shared` by
-    the workers with SO_REUSEPORT, like their HTTP sockets)."""
+    the workers with SO_REUSEPORT, like their HTTP sockets); a forked worker's event loop
+    beats its `heartbeat` for the supervisor."""
     from service.app import create_app
     from service.server.protocol import ConnectionLimits
     from service.server.shutdown import Companion, serve
@@ -137,6 +147,7 @@ def _run_server(settings: Settings, recognizer: Recognizer, *, shared: bool, **l
         on_drain=recognizer.start_draining,
         limits=limits,
         companions=companions,  # the gRPC server, if any
+        heartbeat=heartbeat,
         log_level=settings.log_level,
         access_log=settings.access_log,
         # The server, not the app, owns the proxy prefix (FastAPI deprecated its own).

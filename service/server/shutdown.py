@@ -8,8 +8,9 @@ on the first SIGTERM this server:
 1. reports not-ready (`/readyz` → 503) and asks keep-alive clients to reconnect
    elsewhere (`Connection: close` on every response) — while still serving;
 2. after `drain_seconds`, hands over to uvicorn's own graceful shutdown: the port
-   closes (new connections are refused), in-flight requests finish (at most
-   `shutdown_timeout_seconds`), the lifespan ends;
+   closes (new connections are refused; those the kernel had queued on it are served,
+   accept_queue.py), in-flight requests finish (at most `shutdown_timeout_seconds`), the
+   lifespan ends;
 3. exits with status 0 — uvicorn alone re-raises the signal and dies by it (143),
    which an orchestrator would count as a crash.
 
@@ -33,6 +34,8 @@ from typing import Any, Protocol
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.server.accept_queue import close_once_accepted
+from service.server.heartbeat import Heartbeat
 from service.server.protocol import ConnectionLimits, protocol_class
 from service.server.workers import PARENT_GONE_SIGNAL
 
@@ -63,9 +66,11 @@ class DrainingServer(uvicorn.Server):
         drain_seconds: float,
         on_drain: Callable[[], None],
         companions: Sequence[Companion] = (),
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         super().__init__(config)
         self.companions = companions
+        self.heartbeat = heartbeat  # a forked worker's, for its supervisor (heartbeat.py)
         self.drain_seconds = drain_seconds
         self.on_drain = on_drain
         self.draining = False
@@ -75,12 +80,16 @@ class DrainingServer(uvicorn.Server):
         self._loop = asyncio.get_running_loop()
         hangup = signal.signal(signal.SIGHUP, _log_hangup)
         parent_gone = signal.signal(PARENT_GONE_SIGNAL, self.handle_exit)
+        # From the loop's first turn to its last, start-up and shutdown included.
+        beating = asyncio.ensure_future(self.heartbeat.keep_beating()) if self.heartbeat else None
         try:
             for companion in self.companions:
                 await companion.start()
             await super().serve(sockets)
         finally:
             await self._stop_companions()  # stopped already in `shutdown`, unless never started
+            if beating:
+                beating.cancel()
             signal.signal(signal.SIGHUP, hangup)
             signal.signal(PARENT_GONE_SIGNAL, parent_gone)
 
@@ -117,12 +126,10 @@ class DrainingServer(uvicorn.Server):
     async def shutdown(self, sockets: list[Any] | None = None) -> None:
         # Companions close their ports now too, and finish in-flight calls alongside.
         stopping = asyncio.ensure_future(self._stop_companions())
-        for server in self.servers:
-            server.close()
-        # A worker's own listening socket (workers.py), closed now rather than after the
-        # grace below: while it is open the kernel keeps queueing connections on it, for no one.
-        for sock in sockets or []:
-            sock.close()
+        # The port closes now (a worker's own socket too, workers.py), not after the grace
+        # below: while it is open the kernel keeps queueing connections on it. Those it had
+        # queued are served, not reset (accept_queue.py).
+        await close_once_accepted(self, sockets or [])
         # uvicorn then closes every connection without a request under way, including one
         # accepted a moment ago whose request is still in the socket buffer: give those a
         # moment to arrive, so they are answered rather than dropped.
@@ -167,6 +174,7 @@ def serve(
     limits: ConnectionLimits,
     sockets: list[Any] | None = None,
     companions: Sequence[Companion] = (),
+    heartbeat: Heartbeat | None = None,
     **uvicorn_options: Any,
 ) -> None:
     """Run `app` with uvicorn until SIGTERM (drained) or SIGINT; returns on a clean exit.
@@ -189,7 +197,11 @@ def serve(
         **uvicorn_options,
     )
     server = DrainingServer(
-        config, drain_seconds=drain_seconds, on_drain=on_drain, companions=companions
+        config,
+        drain_seconds=drain_seconds,
+        on_drain=on_drain,
+        companions=companions,
+        heartbeat=heartbeat,
     )
     # uvicorn re-raises SIGINT after its graceful shutdown; Ctrl-C is a normal way out.
     with contextlib.suppress(KeyboardInterrupt):

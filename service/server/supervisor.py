@@ -9,6 +9,9 @@ its own: forking stays safe however long it runs. It waits for signals synchrono
   more than `restart_limit` deaths within RESTART_WINDOW_SECONDS mean something is wrong
   that restarting workers will not fix: the others drain, and the server exits 1, so that
   the orchestrator restarts it (and counts a crash);
+- a worker whose event loop has not beaten for `heartbeat_seconds` (heartbeat.py: stopped,
+  or stuck in C code) is killed with SIGKILL and replaced at once, which counts as a death
+  (the wait for signals times out at least once a second to look);
 - SIGTERM and SIGINT are sent on to every worker, one for one (a second SIGTERM ends their
   drain early, as in a single process); the server exits 0 once they have all stopped, or
   kills those left after `stop_timeout`;
@@ -27,6 +30,7 @@ from collections import deque
 from collections.abc import Callable
 
 from service.server import workers
+from service.server.heartbeat import Heartbeat, Heartbeats
 
 logger = logging.getLogger(__name__)
 
@@ -39,17 +43,22 @@ class Supervisor:
         self,
         count: int,
         bind: Callable[[], socket.socket],
-        run_worker: Callable[[socket.socket], int],
+        run_worker: Callable[[socket.socket, Heartbeat | None], int],
         *,
         restart_limit: int,
         stop_timeout: float,
+        heartbeat_seconds: float = 0.0,
     ) -> None:
         self.count = count
         self.bind = bind  # a new worker's socket
-        self.run_worker = run_worker  # in the forked worker, until it stops: its exit status
+        # Runs in the forked worker until it stops (its exit status); the worker's event loop
+        # keeps writing the time to the heartbeat, if any.
+        self.run_worker = run_worker
         self.restart_limit = restart_limit
         self.stop_timeout = stop_timeout
+        self.heartbeats = Heartbeats(heartbeat_seconds)
         self.children: set[int] = set()
+        self.silenced: set[int] = set()  # killed for want of a heartbeat, not yet reaped
         self.deaths: deque[float] = deque()
         self.stopping = False
         self.exit_status = 0
@@ -63,18 +72,40 @@ class Supervisor:
             for _ in range(self.count):
                 self._start()
             while self.children:
-                if self.deadline is None:
-                    signum = signal.sigwaitinfo(_SIGNALS).si_signo
+                timeout = self._time_to_wake()
+                if timeout is None:
+                    info: signal.struct_siginfo | None = signal.sigwaitinfo(_SIGNALS)
                 else:
-                    info = signal.sigtimedwait(_SIGNALS, max(0.0, self.deadline - time.monotonic()))
-                    if info is None:
-                        self._kill_the_rest()
-                        continue
-                    signum = info.si_signo
-                self._on_signal(signum)
+                    info = signal.sigtimedwait(_SIGNALS, timeout)
+                if info is not None:
+                    self._on_signal(info.si_signo)
+                if self.deadline is not None and time.monotonic() >= self.deadline:
+                    self._kill_the_rest()
+                elif not self.stopping:  # stopping, the deadline above bounds every worker
+                    self._kill_the_silent()
             return self.exit_status
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+
+    def _time_to_wake(self) -> float | None:
+        """Seconds until the stop deadline or the next look at the heartbeats, if any."""
+        look = None if self.stopping else self.heartbeats.next_look()
+        stop = None if self.deadline is None else self.deadline - time.monotonic()
+        times = [wake for wake in (look, stop) if wake is not None]
+        return max(0.0, min(times)) if times else None
+
+    def _kill_the_silent(self) -> None:
+        for pid in self.heartbeats.silent():
+            self.heartbeats.forget(pid)
+            self.silenced.add(pid)
+            timeout = self.heartbeats.timeout
+            logger.error("worker %d did not answer for %g s: killed and replaced", pid, timeout)
+            # SIGKILL ends a stopped process too. The replacement starts now: one stuck in
+            # the kernel may take a while to die, but its socket is no use meanwhile.
+            workers.signal_quietly(pid, signal.SIGKILL)
+            self._died()
+            if self.stopping:  # that was one replacement too many: the server stops
+                return
 
     def _on_signal(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
@@ -94,21 +125,23 @@ class Supervisor:
             self._died()
             return
         parent = os.getpid()
+        heartbeat = self.heartbeats.new()  # before the fork: the worker shares its memory
         sys.stdout.flush()  # or the worker would write the parent's buffered output again
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            self._be_the_worker(parent, sock)  # never returns
+            self._be_the_worker(parent, sock, heartbeat)  # never returns
         sock.close()  # the worker's alone: it closes when the worker stops listening
         self.children.add(pid)
+        self.heartbeats.watch(pid, heartbeat)
         logger.info("started worker process %d", pid)
 
-    def _be_the_worker(self, parent: int, sock: socket.socket) -> None:
+    def _be_the_worker(self, parent: int, sock: socket.socket, heartbeat: Heartbeat | None) -> None:
         status = 1
         try:
             signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
             workers.become_worker(parent)
-            status = self.run_worker(sock)
+            status = self.run_worker(sock, heartbeat)
         except SystemExit as exit_:  # uvicorn exits 3 when the app fails to start
             status = exit_.code if isinstance(exit_.code, int) else 1
         except BaseException:
@@ -130,8 +163,13 @@ class Supervisor:
             if pid not in self.children:
                 continue
             self.children.discard(pid)
+            self.heartbeats.forget(pid)
             workers.mark_dead(pid)
             how = _describe(status)
+            if pid in self.silenced:  # logged, counted and replaced when it was killed
+                self.silenced.discard(pid)
+                logger.info("worker process %d ended (%s)", pid, how)
+                continue
             if self.stopping:
                 logger.info("worker process %d stopped (%s)", pid, how)
                 continue

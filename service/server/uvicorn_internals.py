@@ -27,13 +27,17 @@ newest at the left), started from `on_response_complete` one at a time; a cycle 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import asyncio
+from typing import TYPE_CHECKING, NamedTuple
 
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
     RequestResponseCycle,
 )
+
+if TYPE_CHECKING:
+    import uvicorn
 
 __all__ = ["STATUS_LINE", "HttpToolsProtocol", "RequestResponseCycle"]
 
@@ -42,6 +46,7 @@ MODULE = "uvicorn.protocols.http.httptools_impl"
 _PROTOCOL = "service/server/protocol.py"
 _COALESCING = "service/server/coalescing.py"
 _REFUSALS = "service/server/refusals.py"
+_ACCEPT_QUEUE = "service/server/accept_queue.py"
 
 
 class Internal(NamedTuple):
@@ -104,3 +109,23 @@ CYCLE_ATTRIBUTES = (
     Internal("waiting_for_100_continue", f"{_PROTOCOL} clears it on a request it refuses"),
     Internal("transport", f"{_PROTOCOL} replaces it with {_COALESCING}'s CoalescingTransport"),
 )
+
+# Attributes of a started uvicorn.Server (and its Config) that new_http_protocol reads to
+# make a connection's protocol as `Server.startup` does, for the connections that
+# accept_queue.py takes off a closing port. (`Server.servers`, the listening sockets, is set
+# at start-up only; shutdown.py and accept_queue.py read it, and test_shutdown.py drives it.)
+SERVER_ATTRIBUTES = (
+    Internal("config.http_protocol_class", f"{_ACCEPT_QUEUE} makes each connection's protocol"),
+    Internal("server_state", f"{_ACCEPT_QUEUE} passes it to the protocol"),
+    Internal("lifespan.state", f"{_ACCEPT_QUEUE} passes it to the protocol as app_state"),
+)
+# HttpToolsProtocol's keyword parameters that new_http_protocol passes.
+PROTOCOL_PARAMETERS = ("config", "server_state", "app_state")
+
+
+def new_http_protocol(server: uvicorn.Server) -> asyncio.Protocol:
+    """What uvicorn's `Server.startup` makes for each connection its listeners accept."""
+    protocol: asyncio.Protocol = server.config.http_protocol_class(  # type: ignore[call-arg]
+        config=server.config, server_state=server.server_state, app_state=server.lifespan.state
+    )
+    return protocol

@@ -42,6 +42,12 @@ EFFECT_TESTS: dict[str, list[str]] = {
     ],
     "max_images": [f"{_ERRORS}::test_image_count_limits"],
     "max_body_bytes": [f"{_ERRORS}::test_declared_body_over_the_limit_is_413"],
+    "max_body_bytes_in_flight": [
+        "middleware/test_body_budget_live.py::test_held_back_bodies_stay_within_the_budget"
+    ],
+    "worker_heartbeat_seconds": [
+        "server/test_supervisor.py::test_a_stopped_worker_is_killed_and_replaced"
+    ],
     "max_pixels": [f"{_ERRORS}::test_pixel_limit_comes_from_settings"],
     "decode_threads": [
         f"{_PREDICTOR}::test_decode_threads_bounds_how_many_images_are_decoded_at_once"

@@ -159,3 +159,38 @@ def test_a_cycle_writes_a_head_in_one_write_through_its_transport_once_started(
         f"{UVICORN}: a response went to RequestResponseCycle.transport as {done.cycle_writes};"
         " service/server/coalescing.py expects its head in one write, after response_started"
     )
+
+
+def test_what_accept_queue_py_reads_of_a_started_server_is_there() -> None:
+    """`new_http_protocol` makes a connection's protocol as uvicorn's `Server.startup` does:
+    the attributes it reads of a started server, and the protocol's keyword parameters."""
+    import asyncio
+
+    import uvicorn
+
+    from service.server.uvicorn_internals import PROTOCOL_PARAMETERS, SERVER_ATTRIBUTES
+
+    async def started() -> uvicorn.Server:
+        async def app(scope: object, receive: object, send: object) -> None:
+            pass
+
+        server = uvicorn.Server(uvicorn.Config(app, port=0, lifespan="off", log_level="error"))
+        config = server.config
+        config.load()
+        server.lifespan = config.lifespan_class(config)
+        return server
+
+    server = asyncio.run(started())
+    for internal in SERVER_ATTRIBUTES:
+        target: object = server
+        for part in internal.name.split("."):
+            assert hasattr(target, part), (
+                f"uvicorn {version('uvicorn')}: Server.{internal.name} is gone; {internal.used}"
+            )
+            target = getattr(target, part)
+    parameters = inspect.signature(server.config.http_protocol_class).parameters
+    missing = [name for name in PROTOCOL_PARAMETERS if name not in parameters]
+    assert not missing, (
+        f"uvicorn {version('uvicorn')}: the HTTP protocol takes no {missing}; "
+        "service/server/uvicorn_internals.py: new_http_protocol passes them"
+    )

@@ -77,7 +77,7 @@ def _responses(stream: bytes, methods: list[str]) -> list[tuple[int, dict[str, s
     nothing after them."""
     count = len(re.findall(rb"HTTP/1\.1 \d{3} ", stream))  # status lines
     assert count == len(methods), f"{count} responses to {methods}: {stream!r}"
-    found = []
+    found: list[tuple[int, dict[str, str], bytes]] = []
     for method in methods:
         head, separator, stream = stream.partition(b"\r\n\r\n")
         assert separator and head.startswith(b"HTTP/1.1 "), f"{len(found)} responses, then {head!r}"

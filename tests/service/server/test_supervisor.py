@@ -1,6 +1,7 @@
-"""The multi-worker server's processes on a real server (issue 13, items 6, 7 and 8): each
-worker accepts on its own socket, a dead worker is replaced (up to a limit), SIGHUP is
-ignored, and a worker gets one shutdown signal however the server is signalled."""
+"""The multi-worker server's processes on a real server (issue 13, items 6, 7 and 8; issue
+24, item 5): each worker accepts on its own socket, a dead worker is replaced (up to a
+limit), and so is one that stopped answering, SIGHUP is ignored, and a worker gets one
+shutdown signal however the server is signalled."""
 
 from __future__ import annotations
 
@@ -108,6 +109,68 @@ def test_a_dead_worker_is_replaced_and_too_many_deaths_stop_the_server() -> None
         os.kill(replacement, signal.SIGKILL)
         assert server.process.wait(timeout=30) == 1, server.output()
         assert "stopping the server, exit status 1" in server.output()
+
+
+def _answered_by(server_port: int, workers: set[int], count: int) -> dict[int, int]:
+    """Open `count` new connections, each must get 200 to `GET /healthz` within 10 s; how
+    many each worker holds (they stay open, keep-alive, until counted)."""
+    connections = [socket.create_connection(("127.0.0.1", server_port)) for _ in range(count)]
+    try:
+        for connection in connections:
+            connection.settimeout(10)  # a connection queued on a stopped worker hangs
+            connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert connection.recv(65536).startswith(b"HTTP/1.1 200 ")
+        accepted = server_sockets(server_port, ESTABLISHED)
+        return {pid: len(_socket_inodes(pid) & accepted) for pid in workers}
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def test_a_stopped_worker_is_killed_and_replaced() -> None:
+    # Before: the supervisor watched for deaths only. With one of two workers stopped
+    # (SIGSTOP: a worker stuck in C code looks the same), 3-11 of 20 new connections hung
+    # on its socket, for ever, and nothing was logged.
+    heartbeat = 2
+    env = {
+        "DIGITS_WORKERS": "2",
+        "DIGITS_WORKER_HEARTBEAT_SECONDS": str(heartbeat),
+        "DIGITS_WORKER_RESTART_LIMIT": "1",  # the default is 5
+    }
+    with server_process(env) as server:
+        first = _children(server.process.pid)
+        victim = min(first)
+        os.kill(victim, signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            _wait_for(
+                lambda: not _alive(victim) and len(_children(server.process.pid)) == 2,
+                f"the stopped worker was not replaced:\n{server.output()}",
+                timeout=heartbeat + 15,
+            )
+            replaced_after = time.monotonic() - stopped
+        finally:
+            if _alive(victim):
+                os.kill(victim, signal.SIGKILL)  # not left stopped, whatever happened
+        (replacement,) = _children(server.process.pid) - first
+        assert replaced_after < heartbeat + 5, replaced_after  # its last beat + 2 s + a look
+        assert f"worker {victim} did not answer for {heartbeat} s: killed and replaced" in (
+            server.output()
+        )
+        # Every new connection is answered, by the replacement too once it listens.
+        _wait_for(
+            lambda: len(server_sockets(server.port, LISTEN)) == 2, "the replacement never listened"
+        )
+        split = _answered_by(server.port, _children(server.process.pid), 20)
+        assert sum(split.values()) == 20 and split[replacement] >= 1, split
+
+        # A worker killed for its silence counts as a death: a second one within the minute
+        # is over the limit, and the server stops with status 1.
+        os.kill(replacement, signal.SIGSTOP)
+        assert server.process.wait(timeout=heartbeat + 30) == 1, server.output()
+        log = server.output()
+    assert f"worker {replacement} did not answer for {heartbeat} s" in log
+    assert "2 worker deaths within 60 s" in log and "stopping the server, exit status 1" in log
 
 
 def test_sighup_is_ignored_and_a_group_sigterm_drains_each_worker_once() -> None:
