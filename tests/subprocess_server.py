@@ -8,13 +8,17 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,3 +155,51 @@ def memory_kib(pid: int, field: str = "VmRSS") -> int:
 def reset_peak_memory(pid: int) -> None:
     """Sets `VmHWM` to the current `VmRSS`, so the next peak is this test's."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+@dataclass(frozen=True)
+class Measured(Generic[T]):
+    """What `measured_while` saw: the call's answer, the server's peak RSS growth in bytes,
+    and the slowest `/healthz` meanwhile, in seconds."""
+
+    answer: T
+    peak_growth: int
+    slowest_healthz: float
+
+
+def measured_while(server: ServerProcess, call: Callable[[], T]) -> Measured[T]:
+    """`call`, polling `/healthz` meanwhile: the serving process's peak RSS growth (VmHWM,
+    reset first) and the slowest `/healthz` (a blocked event loop shows there)."""
+    pid = server.process.pid
+    reset_peak_memory(pid)
+    baseline = memory_kib(pid, "VmHWM") * 1024
+    slowest, done = [0.0], threading.Event()
+
+    def poll() -> None:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            while not done.is_set():
+                started = time.perf_counter()
+                assert client.get("/healthz").status_code == 200
+                slowest[0] = max(slowest[0], time.perf_counter() - started)
+                time.sleep(0.01)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        time.sleep(0.05)
+        answer = call()
+    finally:
+        done.set()
+        poller.join()
+    return Measured(answer, memory_kib(pid, "VmHWM") * 1024 - baseline, slowest[0])
+
+
+def status_line(connection: socket.socket) -> str:
+    """The first line of the answer read from a raw `connection`."""
+    data = b""
+    while b"\r\n" not in data:
+        chunk = connection.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.split(b"\r\n", 1)[0].decode()

@@ -5,13 +5,10 @@ at most, `/healthz` stays prompt meanwhile, and what comes back is bounded as RE
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import grpc
-import httpx
 import numpy as np
 import pytest
 
@@ -20,8 +17,7 @@ from service.model_card import ModelCard
 from tests.subprocess_server import (
     ServerProcess,
     free_port,
-    memory_kib,
-    reset_peak_memory,
+    measured_while,
     server_process,
 )
 
@@ -54,39 +50,6 @@ def _call(address: str, method: str, message: bytes) -> _Answer:
             return _Answer(error.code(), error.details() or "", None)
 
 
-class _Measured(NamedTuple):
-    answer: _Answer
-    peak_growth: int  # bytes
-    slowest_healthz: float  # seconds
-
-
-def _measured(server: ServerProcess, call: Callable[[], _Answer]) -> _Measured:
-    """`call`, polling `/healthz` meanwhile; the serving process's peak RSS growth (VmHWM,
-    reset first through clear_refs) and the slowest `/healthz`."""
-    pid = server.process.pid
-    reset_peak_memory(pid)
-    baseline = memory_kib(pid, "VmHWM") * 1024
-    slowest, done = [0.0], threading.Event()
-
-    def poll() -> None:
-        with httpx.Client(base_url=server.url, timeout=60) as client:
-            while not done.is_set():
-                started = time.perf_counter()
-                assert client.get("/healthz").status_code == 200
-                slowest[0] = max(slowest[0], time.perf_counter() - started)
-                time.sleep(0.01)
-
-    poller = threading.Thread(target=poll)
-    poller.start()
-    try:
-        time.sleep(0.05)
-        answer = call()
-    finally:
-        done.set()
-        poller.join()
-    return _Measured(answer, memory_kib(pid, "VmHWM") * 1024 - baseline, slowest[0])
-
-
 def _infer(model_card: ModelCard, shape: list[int], **tensor: object) -> pb.ModelInferRequest:
     request = pb.ModelInferRequest(model_name=model_card.name)
     request.inputs.add(name="images", datatype="UINT8", shape=shape, **tensor)
@@ -116,7 +79,7 @@ def test_messages_holding_more_than_any_valid_request_are_refused_unparsed(
 ) -> None:
     process, address = server
     body = message(model_card)
-    measured = _measured(process, lambda: _call(address, "ModelInfer", body))
+    measured = measured_while(process, lambda: _call(address, "ModelInfer", body))
     growth_mib = measured.peak_growth / MIB
     # Receiving a message costs about three times its size (gRPC's buffers, then bytes).
     assert measured.peak_growth < 4 * len(body) + 24 * MIB, f"peak RSS +{growth_mib:.0f} MiB"

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.subprocess_server import ServerProcess, memory_kib, server_process
+from tests.subprocess_server import ServerProcess, memory_kib, server_process, status_line
 
 LIMIT = 1024 * 1024
 
@@ -25,16 +25,6 @@ LIMIT = 1024 * 1024
 def server() -> Iterator[ServerProcess]:
     with server_process({"DIGITS_MAX_BODY_BYTES": str(LIMIT), "DIGITS_WORKERS": "1"}) as running:
         yield running
-
-
-def _status_line(connection: socket.socket) -> str:
-    data = b""
-    while b"\r\n" not in data:
-        chunk = connection.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data.split(b"\r\n", 1)[0].decode()
 
 
 def _headers(port: int, *extra: str) -> bytes:
@@ -48,7 +38,7 @@ def test_huge_content_length_is_refused_without_reading(server: ServerProcess) -
         # Declares 100 GB and sends none of it: the answer cannot wait for the body.
         connection.sendall(_headers(server.port, "Content-Length: 100000000000"))
         started = time.monotonic()
-        assert _status_line(connection) == "HTTP/1.1 413 Request Entity Too Large"
+        assert status_line(connection) == "HTTP/1.1 413 Request Entity Too Large"
         assert time.monotonic() - started < 5
 
 
@@ -67,7 +57,7 @@ def test_endless_chunked_upload_is_cut_off_at_the_limit(server: ServerProcess) -
         except (BrokenPipeError, ConnectionResetError):
             pass
         assert sent < 32 * LIMIT, "the server read on past its limit"
-        assert _status_line(connection) == "HTTP/1.1 413 Request Entity Too Large"
+        assert status_line(connection) == "HTTP/1.1 413 Request Entity Too Large"
         assert _closed(connection)
     # Buffering the upload would show as tens of MiB; the limit allows 1 MiB.
     assert memory_kib(server.process.pid) - rss_before < 16 * 1024
@@ -82,7 +72,7 @@ def test_a_small_content_length_cannot_smuggle_a_chunked_body_past_the_limit(
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as connection:
         head = _headers(server.port, "Content-Length: 10", "Transfer-Encoding: chunked")
         connection.sendall(head + b"400\r\n" + b"x" * 1024 + b"\r\n")
-        assert _status_line(connection) == "HTTP/1.1 400 Bad Request"
+        assert status_line(connection) == "HTTP/1.1 400 Bad Request"
         assert _closed(connection)
 
 

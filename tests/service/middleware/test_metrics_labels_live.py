@@ -13,7 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.subprocess_server import ServerProcess, server_process
+from tests.subprocess_server import ServerProcess, server_process, status_line
 
 # Every method llhttp (httptools) parses in HTTP mode but GET, HEAD, POST, OPTIONS and
 # CONNECT (whose target is an authority, not a path).
@@ -62,13 +62,7 @@ def _status(port: int, method: str, path: str) -> int:
     request = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
         connection.sendall(request.encode())
-        data = b""
-        while b"\r\n" not in data:
-            chunk = connection.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-    return int(data.split(b" ", 2)[1])
+        return int(status_line(connection).split(" ", 2)[1])
 
 
 def _requests_series(server: ServerProcess) -> list[dict[str, str]]:

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import json
 import struct
-import threading
-import time
 from collections.abc import Iterator
-from typing import NamedTuple
 
 import httpx
 import pytest
 
 from service.model_card import ModelCard
-from tests.subprocess_server import ServerProcess, memory_kib, reset_peak_memory, server_process
+from tests.subprocess_server import Measured, ServerProcess, measured_while, server_process
 
 MIB = 1024 * 1024
 JSON = {"Content-Type": "application/json"}
@@ -37,45 +34,22 @@ def server() -> Iterator[ServerProcess]:
         yield running
 
 
-class _Measured(NamedTuple):
-    response: httpx.Response
-    peak_growth: int  # bytes
-    slowest_healthz: float  # seconds
-
-
 def _post_measured(
     server: ServerProcess, path: str, body: bytes, headers: dict[str, str]
-) -> _Measured:
-    """POST `body`, polling `/healthz` meanwhile; the serving process's peak RSS growth
-    (VmHWM, reset first through clear_refs) and the slowest `/healthz`."""
-    pid = server.process.pid
-    reset_peak_memory(pid)
-    baseline = memory_kib(pid, "VmHWM") * 1024
-    slowest, done = [0.0], threading.Event()
+) -> Measured[httpx.Response]:
+    """POST `body`, polling `/healthz` meanwhile (`measured_while`)."""
 
-    def poll() -> None:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            while not done.is_set():
-                started = time.perf_counter()
-                assert client.get("/healthz").status_code == 200
-                slowest[0] = max(slowest[0], time.perf_counter() - started)
-                time.sleep(0.01)
-
-    poller = threading.Thread(target=poll)
-    poller.start()
-    try:
-        time.sleep(0.05)
+    def post() -> httpx.Response:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             response = client.post(path, content=body, headers=headers)
             # The connection is still good: the next request on it is answered.
             assert client.get("/healthz").status_code == 200
-    finally:
-        done.set()
-        poller.join()
-    return _Measured(response, memory_kib(pid, "VmHWM") * 1024 - baseline, slowest[0])
+            return response
+
+    return measured_while(server, post)
 
 
-def _assert_bounded(measured: _Measured, body: bytes) -> None:
+def _assert_bounded(measured: Measured[httpx.Response], body: bytes) -> None:
     growth_mib = measured.peak_growth / MIB
     assert measured.peak_growth < _peak_growth_bound(body), f"peak RSS +{growth_mib:.0f} MiB"
     assert measured.slowest_healthz < HEALTHZ_MAX_SECONDS, measured.slowest_healthz
@@ -90,8 +64,8 @@ def test_v1_many_tiny_images_are_refused_before_they_are_built(server: ServerPro
     body = b'{"images":[' + b",".join([b'{"data":"A"}'] * 300_000) + b"]}"
     measured = _post_measured(server, "/v1/predict", body, JSON)
     _assert_bounded(measured, body)
-    assert measured.response.status_code == 422
-    error = measured.response.json()["error"]
+    assert measured.answer.status_code == 422
+    error = measured.answer.json()["error"]
     assert error["code"] == "invalid_request"
     assert "at most 256 images per request" in error["message"]  # digits-score learns it
 
@@ -102,8 +76,8 @@ def test_v2_json_bytes_data_of_empty_lists(server: ServerProcess, model_card: Mo
     body = b'{"inputs":[{"name":"images","datatype":"BYTES","shape":[1],"data":[%s]}]}' % data
     measured = _post_measured(server, _infer_path(model_card), body, JSON)
     _assert_bounded(measured, body)
-    assert measured.response.status_code == 400
-    assert "JSON values" in measured.response.json()["error"]
+    assert measured.answer.status_code == 400
+    assert "JSON values" in measured.answer.json()["error"]
 
 
 def test_v2_binary_bytes_elements_are_counted_as_they_are_split(
@@ -117,8 +91,8 @@ def test_v2_binary_bytes_elements_are_counted_as_they_are_split(
     headers = {"Inference-Header-Content-Length": str(len(header))}
     measured = _post_measured(server, _infer_path(model_card), header + binary, headers)
     _assert_bounded(measured, header + binary)
-    assert measured.response.status_code == 400
-    assert "more than 1 elements" in measured.response.json()["error"]
+    assert measured.answer.status_code == 400
+    assert "more than 1 elements" in measured.answer.json()["error"]
 
 
 @pytest.mark.parametrize("depth", [2, 1010])
