@@ -15,10 +15,10 @@ from __future__ import annotations
 from service.api.predict import PredictEndpoint
 from service.gateway.matcher import OperationTable
 from service.v2.infer import InferEndpoint
-from service.web.operation import Fallback, Operation, Rules
+from service.web.operation import OPEN, Fallback, Operation, Rules
 
 # The rules, by kind of operation.
-OPEN = Rules()  # probes, metrics, docs, the page: never refused, never keyed
+# OPEN (service/web/operation.py): probes, metrics, docs, the page: never refused or keyed.
 MODEL = Rules(needs_key=True)  # reads the served model
 PREDICT = Rules(needs_key=True, sheddable=True)  # spends the model's time
 V2_OPEN = Rules(protocol="v2")
